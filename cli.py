@@ -1,0 +1,392 @@
+"""The perfmodel command line: each command parses, calls the library, renders.
+
+Library errors become one ``error:`` line on stderr and exit status 2. Nothing here
+imports torch except ``validate`` and ``hardware measure``.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from perfmodel.errors import PerfmodelError
+from perfmodel.units import DTYPES, parse_count
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+SIZE_HELP = "plain integer or k/m suffix, 1k = 1024 (128k = 131072)"
+
+
+class Count(click.ParamType):
+    """A token or batch count: ``4096``, ``32k`` (= 32768) or ``1m``."""
+
+    name = "count"
+
+    def __init__(self, minimum: int = 1):
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_count(value, f"--{param.name}" if param else "count", self.minimum)
+        except PerfmodelError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def output_options(fn):
+    """``--format`` and ``--output``, shared by every command that prints a table."""
+
+    @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown", "latex"]), default="table", show_default=True, help="output format")
+    @click.option("--output", "output", type=click.Path(dir_okay=False, path_type=Path), help="write to FILE instead of stdout")
+    @functools.wraps(fn)
+    def wrapper(*args, fmt, output, **kwargs):
+        frame = fn(*args, **kwargs)
+        emit(frame, fmt, output)
+
+    return wrapper
+
+
+def emit(frame, fmt: str, output: Path | None) -> None:
+    from perfmodel.export import render
+
+    text = render(frame, fmt)
+    if output is None:
+        click.echo(text)
+    else:
+        try:
+            output.write_text(text + "\n")
+        except OSError as exc:
+            raise PerfmodelError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def parse_sets(pairs: tuple[str, ...]) -> dict:
+    from perfmodel.hf_config import parse_value
+
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise PerfmodelError(f"--set {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = parse_value(text)
+    return out
+
+
+def model_option(fn):
+    @click.option("--model", "model", required=True, help="preset name (see `perfmodel models`) or path to a config.json")
+    @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a config field before validation (repeatable)")
+    @functools.wraps(fn)
+    def wrapper(*args, model, sets, **kwargs):
+        from perfmodel.presets import load_model
+
+        return fn(*args, arch=load_model(model, parse_sets(sets)), **kwargs)
+
+    return wrapper
+
+
+def dtype_options(fn):
+    for name, what in (("kv-dtype", "KV cache"), ("act-dtype", "activations and matmul compute"), ("weight-dtype", "weights")):
+        fn = click.option(f"--{name}", type=click.Choice(DTYPES), default="bf16", show_default=True, help=f"dtype of {what}")(fn)
+    return fn
+
+
+def step_options(fn):
+    fn = click.option("--context", type=Count(0), help=f"cached tokens per sequence before this step ({SIZE_HELP}; default 2048 for decode, 0 otherwise)")(fn)
+    fn = click.option("--seq", type=Count(), help=f"new tokens per sequence ({SIZE_HELP}; default 2048 for prefill/train, 1 for decode)")(fn)
+    fn = click.option("--batch", type=Count(), default=1, show_default=True, help=f"sequences ({SIZE_HELP})")(fn)
+    return fn
+
+
+def impl_options(fn):
+    fn = click.option("--dropout/--no-dropout", default=False, help="training keeps dropout masks (GPT-3 style)")(fn)
+    fn = click.option("--optimizer", type=click.Choice(["mixed", "megatron-bf16", "megatron-fp16", "fp32"]), default="mixed", show_default=True, help="training recipe: bytes per parameter for gradients and optimizer states")(fn)
+    fn = click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none", show_default=True, help="activation recomputation in training")(fn)
+    fn = click.option("--mla", type=click.Choice(["auto", "absorbed", "naive"]), default="auto", show_default=True, help="MLA form: absorbed (latent cache) or naive (decompressed K/V); auto = absorbed for decode")(fn)
+    fn = click.option("--causal-count", type=click.Choice(["exact", "half"]), default="exact", show_default=True, help="causal pairs: exact s(s+1)/2, or the FlashAttention papers' s²/2")(fn)
+    fn = click.option("--mask", type=click.Choice(["causal", "none"]), default="causal", show_default=True, help="none: every query sees every key (what FlopCounterMode counts)")(fn)
+    fn = click.option("--attention-impl", type=click.Choice(["fused", "naive"]), default="fused", show_default=True, help="fused (FlashAttention) or naive (scores written to memory)")(fn)
+    return fn
+
+
+def gpu_option(required: bool):
+    def decorate(fn):
+        fn = click.option("--bandwidth-efficiency", type=float, help="achievable fraction of memory bandwidth (default: the catalog's)")(fn)
+        fn = click.option("--compute-efficiency", type=float, help="achievable fraction of the compute peak (default: the catalog's)")(fn)
+        return click.option("--gpu", required=required, help="catalog name or alias (`perfmodel hardware list`) or a JSON/YAML accelerator file")(fn)
+
+    return decorate
+
+
+def scenario(arch, phase, *, batch=1, seq=None, context=None, gpu=None, compute_efficiency=None, bandwidth_efficiency=None, weight_dtype="bf16", act_dtype="bf16", kv_dtype="bf16", **options):
+    """The library Scenario for these command-line choices."""
+    from perfmodel.options import Options
+    from perfmodel.roofline import Efficiency
+    from perfmodel.scenario import Scenario
+
+    accelerator = efficiency = None
+    if gpu is not None:
+        from hardware.catalog import get_accelerator
+
+        accelerator = get_accelerator(gpu)
+        default = Efficiency.catalog_default(accelerator)
+        efficiency = Efficiency(compute_efficiency or default.compute, bandwidth_efficiency or default.bandwidth)
+    return Scenario(
+        arch,
+        Options(phase=phase, **options),
+        batch=batch,
+        seq=seq,
+        context=context,
+        weight_dtype=weight_dtype,
+        act_dtype=act_dtype,
+        kv_dtype=kv_dtype,
+        accelerator=accelerator,
+        efficiency=efficiency,
+    )
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="perfmodel")
+def cli():
+    """perfmodel: parameters, KV cache, FLOPs, memory and roofline time of transformer
+    language models, from formulas you can print.
+
+    Sizes take k/m suffixes where 1k = 1024 tokens (128k = 131072). Rates are decimal
+    (TFLOP/s, GB/s); memory columns are bytes, *_gib columns binary GiB.
+    """
+
+
+@cli.command()
+@output_options
+def models():
+    """List the shipped presets (real config.json files) and their sources."""
+    from perfmodel.api import models as presets
+
+    return presets()
+
+
+@cli.command()
+@model_option
+@output_options
+def params(arch):
+    """Exact parameter counts: total, embedding, non-embedding, active per token."""
+    from perfmodel.api import params as count
+
+    return count(arch)
+
+
+@cli.command()
+@model_option
+@output_options
+def shapes(arch):
+    """Every weight tensor with its shape, size and how many layers have it."""
+    from perfmodel.api import shapes as table
+
+    return table(arch)
+
+
+@cli.command("kv-cache")
+@model_option
+@click.option("--context", type=Count(0), required=True, help=f"tokens held per sequence ({SIZE_HELP})")
+@click.option("--batch", type=Count(), default=1, show_default=True, help="sequences")
+@click.option("--kv-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
+@click.option("--mla", type=click.Choice(["absorbed", "naive"]), default="absorbed", show_default=True, help="MLA cache: latent + RoPE key, or decompressed K/V")
+@output_options
+def kv_cache(arch, context, batch, kv_dtype, mla):
+    """KV-cache bytes per token and for a batch at a context length."""
+    from perfmodel.api import kv_cache as kv
+
+    return kv(scenario(arch, "decode", batch=batch, seq=1, context=context, kv_dtype=kv_dtype, mla=mla))
+
+
+@cli.command()
+@model_option
+@click.option("--phase", type=click.Choice(["prefill", "decode", "train"]), default="prefill", show_default=True)
+@click.option("--by", type=click.Choice(["total", "layer", "operator"]), default="total", show_default=True)
+@step_options
+@dtype_options
+@impl_options
+@output_options
+def flops(arch, phase, by, **kw):
+    """FLOPs, bytes moved and arithmetic intensity of one step."""
+    from perfmodel.api import flops as count
+
+    return count(scenario(arch, phase, **kw), by=by)
+
+
+@cli.command()
+@model_option
+@click.option("--phase", type=click.Choice(["infer", "train"]), default="infer", show_default=True)
+@step_options
+@dtype_options
+@impl_options
+@gpu_option(required=False)
+@output_options
+def memory(arch, phase, **kw):
+    """Memory: weights, KV cache, activations, gradients, optimizer states; fits a GPU?
+
+    Inference holds --context cached tokens and a prefill working set of --seq tokens
+    (default: the whole context at once)."""
+    from perfmodel.api import memory_report
+
+    if phase == "infer":
+        kw["seq"] = kw["seq"] or kw["context"] or None
+    return memory_report(scenario(arch, "prefill" if phase == "infer" else "train", **kw))
+
+
+@cli.command()
+@model_option
+@gpu_option(required=True)
+@click.option("--phase", type=click.Choice(["prefill", "decode", "train"]), default="decode", show_default=True)
+@click.option("--by", type=click.Choice(["total", "layer", "operator"]), default="operator", show_default=True)
+@step_options
+@dtype_options
+@impl_options
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw the roofline chart (PNG/SVG/PDF by extension)")
+@output_options
+def roofline(arch, phase, by, plot, **kw):
+    """Per-operator time = max(FLOPs/peak, bytes/bandwidth), and what bounds it."""
+    from perfmodel.api import roofline as run
+
+    sc = scenario(arch, phase, **kw)
+    if plot:
+        from perfmodel.plots import roofline_chart
+
+        roofline_chart(sc, plot)
+    return run(sc, by=by)
+
+
+@cli.command()
+@model_option
+@gpu_option(required=True)
+@click.option("--context", type=Count(0), default=0, show_default=True, help=f"cached tokens per sequence ({SIZE_HELP})")
+@click.option("--seq", type=Count(), default=1, show_default=True, help="new tokens per sequence per step (1, or k speculated tokens)")
+@click.option("--by", type=click.Choice(["total", "operator"]), default="total", show_default=True)
+@dtype_options
+@impl_options
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw compute and memory time against the batch")
+@output_options
+def balance(arch, by, plot, **kw):
+    """The decode batch at which compute time equals memory time."""
+    from perfmodel.api import balance as solve
+
+    sc = scenario(arch, "decode", **kw)
+    frame = solve(sc, by=by)
+    if plot:
+        from perfmodel.plots import balance_chart
+
+        balance_chart(sc, plot)
+    return frame
+
+
+@cli.command()
+@gpu_option(required=True)
+@click.option("--batch", type=Count(), default=1, show_default=True)
+@click.option("--heads", type=Count(), required=True, help="query heads")
+@click.option("--kv-heads", type=Count(), help="key/value heads (default: --heads)")
+@click.option("--head-dim", type=Count(), default=128, show_default=True)
+@click.option("--seq-q", type=Count(), required=True, help=f"query tokens ({SIZE_HELP})")
+@click.option("--seq-kv", type=Count(), help="key/value tokens (default: --seq-q)")
+@click.option("--causal/--no-causal", default=True, show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
+@click.option("--pass", "pass_", type=click.Choice(["fwd", "bwd", "fwd_bwd"]), default="fwd", show_default=True)
+@click.option("--causal-count", type=click.Choice(["half", "exact"]), default="half", show_default=True, help="FlashAttention papers' halving, or exact pairs")
+@click.option("--attention-impl", type=click.Choice(["fused", "naive"]), default="fused", show_default=True)
+@click.option("--window", type=Count(), help="sliding window (keys each query sees)")
+@output_options
+def attention(gpu, compute_efficiency, bandwidth_efficiency, kv_heads, seq_kv, attention_impl, **kw):
+    """Predict one attention kernel call: FLOPs, bytes, time, TFLOP/s, bound."""
+    from hardware.catalog import get_accelerator
+    from perfmodel.api import attention_call
+
+    return attention_call(
+        get_accelerator(gpu),
+        kv_heads=kv_heads or kw["heads"],
+        seq_kv=seq_kv or kw["seq_q"],
+        impl=attention_impl,
+        compute_efficiency=compute_efficiency,
+        bandwidth_efficiency=bandwidth_efficiency,
+        **kw,
+    )
+
+
+@cli.command()
+@click.argument("quantity")
+@model_option
+@click.option("--phase", type=click.Choice(["prefill", "decode", "train"]), default="decode", show_default=True)
+@step_options
+@dtype_options
+@impl_options
+@gpu_option(required=False)
+@click.option("--latex", "as_latex", is_flag=True, help="the expression as LaTeX")
+@output_options
+def formula(quantity, arch, phase, as_latex, **kw):
+    """Print a quantity's formula, then its value for the model.
+
+    QUANTITY: params, active-params, kv-cache, kv-cache-per-token, flops, matmul-flops,
+    bytes, intensity, memory, weights-bytes, activation-bytes, time (needs --gpu), …"""
+    from perfmodel.api import formula as show
+
+    return show(quantity, scenario(arch, phase, **kw), as_latex=as_latex)
+
+
+@cli.group()
+def hardware():
+    """The accelerator catalog, and measuring this machine's device."""
+
+
+@hardware.command("list")
+@output_options
+def hardware_list():
+    """Every catalog accelerator with dense peaks, bandwidth and capacity."""
+    from hardware.catalog import catalog_frame
+
+    return catalog_frame()
+
+
+@hardware.command("show")
+@click.argument("gpu")
+@output_options
+def hardware_show(gpu):
+    """One accelerator (catalog name, alias or file) with its sources."""
+    from hardware.catalog import catalog_frame, get_accelerator
+
+    return catalog_frame([get_accelerator(gpu)])
+
+
+@hardware.command("measure")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="default: cuda if available")
+@click.option("--quick", is_flag=True, help="smaller sizes, fewer trials")
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), help="save as an accelerator file usable with --gpu")
+@output_options
+def hardware_measure(device, quick, save):
+    """Measure this device's matmul rates and memory bandwidth (imports torch)."""
+    from hardware.catalog import catalog_frame
+    from hardware.probes import measure_device, save_accelerator
+
+    acc = measure_device(device=device, quick=quick, progress=lambda msg: click.echo(msg, err=True))
+    if save:
+        save_accelerator(acc, save)
+    return catalog_frame([acc])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI; any refused input is one ``error:`` line, exit 2."""
+    try:
+        cli.main(args=argv, prog_name="perfmodel", standalone_mode=False)
+    except PerfmodelError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}".replace("\n", " "), err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

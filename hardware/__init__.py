@@ -1,0 +1,1 @@
+"""Accelerator specs (catalog, user files, measured devices) and device measurement."""

@@ -1,0 +1,5 @@
+"""``python -m perfmodel``: the same command line as ``perfmodel``."""
+
+from cli import main
+
+main()

@@ -1,0 +1,495 @@
+"""Hugging Face ``config.json`` -> :class:`Architecture`, one reader per ``model_type``.
+
+Each reader follows the ``transformers`` modelling code of its family: which tensors
+exist, which have biases, and the config class's defaults for fields a file may omit
+(``num_key_value_heads`` -> heads, ``head_dim`` -> hidden/heads, tied embeddings…).
+The sizes a model cannot be built without are required; a missing one is an error
+naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from perfmodel.architecture import (
+    FFN,
+    Architecture,
+    Attention,
+    LatentAttention,
+    Layer,
+    MoE,
+    Norm,
+)
+from perfmodel.errors import ConfigError, PerfmodelError, UnknownNameError
+
+_ACTIVATIONS = {
+    "silu": "silu",
+    "swish": "silu",
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_python": "gelu",
+    "gelu_tanh": "gelu_tanh",
+    "relu": "relu",
+    "relu2": "relu2",
+}
+
+_MISSING = object()
+
+
+class Config:
+    """A config dict with typed, validated field access; errors name the field."""
+
+    def __init__(self, data: Mapping, model_type: str):
+        self.data = dict(data)
+        self.model_type = model_type
+
+    def get(self, *keys: str, default=_MISSING):
+        """The first of ``keys`` present (aliases), else ``default``; required if no default."""
+        for key in keys:
+            if key in self.data and self.data[key] is not None:
+                return self.data[key]
+        if default is _MISSING:
+            raise ConfigError(keys[0], f"missing required field for model_type {self.model_type!r}")
+        return default
+
+    def int(self, *keys: str, default=_MISSING, zero_ok: bool = False) -> int | None:
+        value = self.get(*keys, default=default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(keys[0], f"must be an integer, got {value!r}")
+        if value < 0 or (value == 0 and not zero_ok):
+            raise ConfigError(keys[0], f"must be {'non-negative' if zero_ok else 'positive'}, got {value}")
+        return int(value)
+
+    def bool(self, *keys: str, default=_MISSING) -> bool:
+        value = self.get(*keys, default=default)
+        if not isinstance(value, bool):
+            raise ConfigError(keys[0], f"must be true or false, got {value!r}")
+        return value
+
+    def activation(self, *keys: str, default=_MISSING) -> str:
+        value = self.get(*keys, default=default)
+        try:
+            return _ACTIVATIONS[value]
+        except (KeyError, TypeError):
+            raise ConfigError(keys[0], f"unsupported activation {value!r} (known: {', '.join(_ACTIVATIONS)})") from None
+
+    def int_list(self, key: str) -> list[int]:
+        value = self.get(key, default=None) or []
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(key, f"must be a list of layer indices, got {value!r}")
+        return value
+
+    def head_dim(self, hidden: int, heads: int, *, default: int | None = None) -> int:
+        """``head_dim`` if given (or the family default), else hidden/heads, which must divide."""
+        explicit = self.int("head_dim", default=default)
+        return explicit if explicit is not None else derived_head_dim(hidden, heads)
+
+
+def derived_head_dim(hidden: int, heads: int) -> int:
+    """hidden/heads, for families whose head size is not a config field; must divide."""
+    if hidden % heads:
+        raise ConfigError("num_attention_heads", f"hidden_size={hidden} is not divisible by num_attention_heads={heads}")
+    return hidden // heads
+
+
+Reader = Callable[[Config], dict]
+READERS: dict[str, Reader] = {}
+
+
+def reader(*model_types: str):
+    """Register a reader for ``model_types``; a second reader for a type raises."""
+
+    def register(fn: Reader) -> Reader:
+        for model_type in model_types:
+            if model_type in READERS:
+                raise ValueError(f"two readers for model_type {model_type!r}")
+            READERS[model_type] = fn
+        return fn
+
+    return register
+
+
+def _layer_kinds(c: Config, n_layers: int, window: int | None, windowed: Callable[[int], bool]) -> list[int | None]:
+    """Per-layer sliding window: ``layer_types`` if the file has it, else the family rule."""
+    types = c.get("layer_types", default=None)
+    if types is None:
+        return [window if window and windowed(i) else None for i in range(n_layers)]
+    if not isinstance(types, list) or len(types) != n_layers:
+        raise ConfigError("layer_types", f"must list one type per layer ({n_layers}), got {types!r}")
+    out = []
+    for kind in types:
+        if kind == "full_attention":
+            out.append(None)
+        elif kind == "sliding_attention":
+            if not window:
+                raise ConfigError("sliding_window", "layer_types has sliding layers but no sliding_window")
+            out.append(window)
+        else:
+            raise ConfigError("layer_types", f"unsupported layer type {kind!r}")
+    return out
+
+
+def _llama_like(
+    c: Config,
+    *,
+    qkv_bias: bool,
+    o_bias: bool,
+    mlp_bias: bool = False,
+    tie_default: bool = False,
+    head_dim_default: int | None = None,
+    norm: Norm = Norm("rms"),
+    norms=("attn.norm", "ffn.norm"),
+    qk_norm: bool = False,
+    fused: bool = False,
+    activation_keys=("hidden_act",),
+    windows: list[int | None] | None = None,
+    moe: Callable[[int], MoE | None] = lambda i: None,
+) -> dict:
+    """The decoder most families share: RoPE attention, gated FFN (or MoE), pre-norms."""
+    hidden = c.int("hidden_size")
+    heads = c.int("num_attention_heads")
+    n_layers = c.int("num_hidden_layers")
+    kv_heads = c.int("num_key_value_heads", default=heads)
+    head_dim = c.head_dim(hidden, heads, default=head_dim_default)
+    activation = c.activation(*activation_keys, default="silu")
+    windows = windows or [None] * n_layers
+    dense = None
+    layers = []
+    for i in range(n_layers):
+        attention = Attention(
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,
+            head_dim=head_dim,
+            sliding_window=windows[i],
+            qkv_bias=qkv_bias,
+            o_bias=o_bias,
+            fused_qkv=fused,
+            qk_norm=qk_norm,
+        )
+        ffn = moe(i)
+        if ffn is None:
+            dense = dense or FFN(
+                c.int("intermediate_size"), gated=True, activation=activation, bias=mlp_bias, fused_gate_up=fused
+            )
+            ffn = dense
+        layers.append(Layer(attention, ffn, norm=norm, norms=norms))
+    return dict(
+        vocab_size=c.int("vocab_size"),
+        hidden_size=hidden,
+        layers=tuple(layers),
+        tie_word_embeddings=c.bool("tie_word_embeddings", default=tie_default),
+        final_norm=norm,
+    )
+
+
+def _qwen_windows(c: Config, rule: Callable[[int, int], bool]) -> list[int | None]:
+    n_layers = c.int("num_hidden_layers")
+    window = c.int("sliding_window", default=None) if c.bool("use_sliding_window", default=False) else None
+    max_window_layers = c.int("max_window_layers", default=28) if window else 0
+    return _layer_kinds(c, n_layers, window, lambda i: rule(i, max_window_layers))
+
+
+@reader("llama")
+def _llama(c: Config) -> dict:
+    bias = c.bool("attention_bias", default=False)
+    return _llama_like(c, qkv_bias=bias, o_bias=bias, mlp_bias=c.bool("mlp_bias", default=False))
+
+
+@reader("mistral")
+def _mistral(c: Config) -> dict:
+    # MistralConfig defaults sliding_window to 4096; the file says null when a model has none.
+    window = c.int("sliding_window", default=None) if "sliding_window" in c.data else 4096
+    n_layers = c.int("num_hidden_layers")
+    return _llama_like(c, qkv_bias=False, o_bias=False, windows=_layer_kinds(c, n_layers, window, lambda i: True))
+
+
+def _routed(c: Config, experts_key: str, width_key: str, **shared) -> MoE:
+    return MoE(
+        num_experts=c.int(experts_key),
+        num_experts_per_tok=c.int("num_experts_per_tok"),
+        moe_intermediate_size=c.int(width_key),
+        activation=c.activation("hidden_act", default="silu"),
+        **shared,
+    )
+
+
+@reader("mixtral")
+def _mixtral(c: Config) -> dict:
+    n_layers = c.int("num_hidden_layers")
+    windows = _layer_kinds(c, n_layers, c.int("sliding_window", default=None), lambda i: True)
+    experts = _routed(c, "num_local_experts", "intermediate_size")
+    return _llama_like(c, qkv_bias=False, o_bias=False, windows=windows, moe=lambda i: experts)
+
+
+@reader("qwen2")
+def _qwen2(c: Config) -> dict:
+    windows = _qwen_windows(c, lambda i, m: i >= m)
+    return _llama_like(c, qkv_bias=True, o_bias=False, windows=windows)
+
+
+def _sparse_layers(c: Config, experts: MoE) -> Callable[[int], MoE | None]:
+    """Qwen-MoE layer rule: MoE unless listed in mlp_only_layers or off the decoder_sparse_step."""
+    dense_layers = set(c.int_list("mlp_only_layers"))
+    step = c.int("decoder_sparse_step", default=1)
+    return lambda i: experts if i not in dense_layers and (i + 1) % step == 0 else None
+
+
+@reader("qwen2_moe")
+def _qwen2_moe(c: Config) -> dict:
+    shared = c.int("shared_expert_intermediate_size")
+    experts = _routed(
+        c,
+        "num_experts",
+        "moe_intermediate_size",
+        n_shared_experts=1,
+        shared_expert_intermediate_size=shared,
+        shared_expert_gate=True,
+    )
+    windows = _qwen_windows(c, lambda i, m: bool((i + 1) % 2) and i < m)
+    bias = c.bool("qkv_bias", default=True)
+    return _llama_like(c, qkv_bias=bias, o_bias=False, windows=windows, moe=_sparse_layers(c, experts))
+
+
+@reader("qwen3")
+def _qwen3(c: Config) -> dict:
+    bias = c.bool("attention_bias", default=False)
+    windows = _qwen_windows(c, lambda i, m: i >= m)
+    return _llama_like(c, qkv_bias=bias, o_bias=bias, qk_norm=True, head_dim_default=128, windows=windows)
+
+
+@reader("qwen3_moe")
+def _qwen3_moe(c: Config) -> dict:
+    bias = c.bool("attention_bias", default=False)
+    experts = _routed(c, "num_experts", "moe_intermediate_size")
+    windows = _qwen_windows(c, lambda i, m: True)
+    return _llama_like(c, qkv_bias=bias, o_bias=bias, qk_norm=True, windows=windows, moe=_sparse_layers(c, experts))
+
+
+@reader("gemma")
+def _gemma(c: Config) -> dict:
+    bias = c.bool("attention_bias", default=False)
+    return _llama_like(
+        c,
+        qkv_bias=bias,
+        o_bias=bias,
+        tie_default=True,
+        head_dim_default=256,
+        activation_keys=("hidden_activation", "hidden_act"),
+    )
+
+
+@reader("gemma2")
+def _gemma2(c: Config) -> dict:
+    bias = c.bool("attention_bias", default=False)
+    n_layers = c.int("num_hidden_layers")
+    windows = _layer_kinds(c, n_layers, c.int("sliding_window", default=4096), lambda i: bool((i + 1) % 2))
+    return _llama_like(
+        c,
+        qkv_bias=bias,
+        o_bias=bias,
+        tie_default=True,
+        head_dim_default=256,
+        activation_keys=("hidden_activation", "hidden_act"),
+        norms=("attn.norm", "attn.post_norm", "ffn.norm", "ffn.post_norm"),
+        windows=windows,
+    )
+
+
+@reader("phi3")
+def _phi3(c: Config) -> dict:
+    n_layers = c.int("num_hidden_layers")
+    windows = _layer_kinds(c, n_layers, c.int("sliding_window", default=None), lambda i: True)
+    return _llama_like(c, qkv_bias=False, o_bias=False, fused=True, windows=windows)
+
+
+@reader("olmo")
+def _olmo(c: Config) -> dict:
+    bias = c.bool("attention_bias", default=False)
+    return _llama_like(c, qkv_bias=bias, o_bias=bias, norm=Norm("nonparametric"))
+
+
+@reader("deepseek_v2", "deepseek_v3")
+def _deepseek(c: Config) -> dict:
+    hidden = c.int("hidden_size")
+    n_layers = c.int("num_hidden_layers")
+    activation = c.activation("hidden_act", default="silu")
+    bias = c.bool("attention_bias", default=False)
+    attention = LatentAttention(
+        num_attention_heads=c.int("num_attention_heads"),
+        kv_lora_rank=c.int("kv_lora_rank"),
+        qk_nope_head_dim=c.int("qk_nope_head_dim"),
+        qk_rope_head_dim=c.int("qk_rope_head_dim"),
+        v_head_dim=c.int("v_head_dim"),
+        q_lora_rank=c.int("q_lora_rank", default=None),
+        bias=bias,
+    )
+    mlp_bias = c.model_type == "deepseek_v2" and c.bool("mlp_bias", default=False)
+    if mlp_bias:
+        raise ConfigError("mlp_bias", "biases on DeepSeek expert MLPs are not supported")
+    dense = None
+    experts = MoE(
+        num_experts=c.int("n_routed_experts"),
+        num_experts_per_tok=c.int("num_experts_per_tok"),
+        moe_intermediate_size=c.int("moe_intermediate_size"),
+        n_shared_experts=c.int("n_shared_experts", default=0, zero_ok=True),
+        shared_expert_intermediate_size=c.int("moe_intermediate_size"),
+        activation=activation,
+    )
+    first_dense = c.int("first_k_dense_replace", default=0, zero_ok=True)
+    freq = c.int("moe_layer_freq", default=1)
+    layers = []
+    for i in range(n_layers):
+        if i >= first_dense and i % freq == 0:
+            ffn = experts
+        else:
+            dense = dense or FFN(c.int("intermediate_size"), activation=activation)
+            ffn = dense
+        layers.append(Layer(attention, ffn, norm=Norm("rms")))
+    return dict(
+        vocab_size=c.int("vocab_size"),
+        hidden_size=hidden,
+        layers=tuple(layers),
+        tie_word_embeddings=c.bool("tie_word_embeddings", default=False),
+        final_norm=Norm("rms"),
+    )
+
+
+@reader("gpt2")
+def _gpt2(c: Config) -> dict:
+    if c.get("add_cross_attention", default=False):
+        raise ConfigError("add_cross_attention", "GPT-2 with cross-attention is not supported")
+    hidden = c.int("n_embd", "hidden_size")
+    heads = c.int("n_head", "num_attention_heads")
+    head_dim = derived_head_dim(hidden, heads)
+    attention = Attention(heads, heads, head_dim, qkv_bias=True, o_bias=True, fused_qkv=True)
+    ffn = FFN(
+        c.int("n_inner", default=None) or 4 * hidden,
+        gated=False,
+        activation=c.activation("activation_function", default="gelu_new"),
+        bias=True,
+    )
+    norm = Norm("layer", bias=True)
+    layer = Layer(attention, ffn, norm=norm)
+    return dict(
+        vocab_size=c.int("vocab_size"),
+        hidden_size=hidden,
+        layers=(layer,) * c.int("n_layer", "num_hidden_layers"),
+        tie_word_embeddings=c.bool("tie_word_embeddings", default=True),
+        final_norm=norm,
+        max_position_embeddings=c.int("n_positions", "max_position_embeddings"),
+    )
+
+
+@reader("gpt_neox")
+def _gpt_neox(c: Config) -> dict:
+    hidden = c.int("hidden_size")
+    heads = c.int("num_attention_heads")
+    bias = c.bool("attention_bias", default=True)
+    attention = Attention(heads, heads, derived_head_dim(hidden, heads), qkv_bias=bias, o_bias=bias, fused_qkv=True)
+    ffn = FFN(c.int("intermediate_size"), gated=False, activation=c.activation("hidden_act", default="gelu"), bias=True)
+    norm = Norm("layer", bias=True)
+    layer = Layer(attention, ffn, norm=norm, parallel=c.bool("use_parallel_residual", default=True))
+    return dict(
+        vocab_size=c.int("vocab_size"),
+        hidden_size=hidden,
+        layers=(layer,) * c.int("num_hidden_layers"),
+        tie_word_embeddings=c.bool("tie_word_embeddings", default=False),
+        final_norm=norm,
+    )
+
+
+@reader("falcon", "RefinedWeb", "RefinedWebModel")
+def _falcon(c: Config) -> dict:
+    hidden = c.int("hidden_size", "n_embed")
+    heads = c.int("num_attention_heads", "n_head")
+    head_dim = derived_head_dim(hidden, heads)
+    # The pre-"falcon" model types: RefinedWeb (40B) is the new decoder architecture.
+    new_arch = c.bool("new_decoder_architecture", default=c.model_type == "RefinedWeb")
+    if new_arch:
+        kv_heads = c.int("num_kv_heads", "n_head_kv", default=heads)
+    elif c.bool("multi_query", default=True):
+        kv_heads = 1
+    else:
+        kv_heads = heads
+    bias = c.bool("bias", default=False)
+    parallel = c.bool("parallel_attn", default=True)
+    if not parallel:
+        norms = ("attn.norm", "ffn.norm")
+    elif new_arch and c.int("num_ln_in_parallel_attn", default=2) == 2:
+        norms = ("attn.norm", "ffn.norm")
+    else:
+        norms = ("attn.norm",)
+    attention = Attention(heads, kv_heads, head_dim, qkv_bias=bias, o_bias=bias, fused_qkv=True)
+    ffn = FFN(
+        c.int("ffn_hidden_size", default=None) or 4 * hidden,
+        gated=False,
+        activation=c.activation("activation", default="gelu"),
+        bias=bias,
+    )
+    norm = Norm("layer", bias=True)
+    layer = Layer(attention, ffn, norm=norm, norms=norms, parallel=parallel)
+    return dict(
+        vocab_size=c.int("vocab_size"),
+        hidden_size=hidden,
+        layers=(layer,) * c.int("num_hidden_layers", "n_layer"),
+        tie_word_embeddings=c.bool("tie_word_embeddings", default=True),
+        final_norm=norm,
+    )
+
+
+def parse_value(text: str):
+    """A ``--set`` value: JSON (numbers, true/false, null, lists) or else a plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(data: Mapping, overrides: Mapping[str, object]) -> dict:
+    """A copy of ``data`` with ``overrides`` applied (``KEY=VALUE`` pairs already parsed)."""
+    out = dict(data)
+    for key, value in overrides.items():
+        if not key:
+            raise PerfmodelError("--set: empty key")
+        out[key] = value
+    return out
+
+
+def from_config(data: Mapping, *, name: str = "custom", source: str = "") -> Architecture:
+    """Build an :class:`Architecture` from a config dict (the parsed ``config.json``)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("config", f"must be a JSON object, got {type(data).__name__}")
+    model_type = data.get("model_type")
+    if model_type is None:
+        if "text_config" in data:
+            raise ConfigError("model_type", "multimodal configs (text_config) are not supported")
+        raise ConfigError("model_type", "missing required field")
+    if model_type not in READERS:
+        raise UnknownNameError("model_type", str(model_type), READERS)
+    fields = READERS[model_type](Config(data, model_type))
+    family = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon"}.get(model_type, model_type)
+    return Architecture(name=name, family=family, source=source, **fields)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """Parse a ``config.json`` (or a folder holding one) into a dict; one-line errors."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PerfmodelError(f"cannot read model config {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PerfmodelError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise PerfmodelError(f"{path}: a config must be a JSON object")
+    return data

@@ -1,0 +1,63 @@
+"""Model-level operators: token and position embeddings, the final norm, the LM head, the loss."""
+
+from __future__ import annotations
+
+from sympy import Integer
+
+from perfmodel import symbols as S
+from perfmodel.architecture import Architecture
+from perfmodel.ops.base import ELEMENTWISE_FLOPS, Block, Site, norm, tokens
+from perfmodel.options import Options
+
+MODEL = Site()
+FP32_BYTES = Integer(4)
+
+
+def embeddings(arch: Architecture) -> Block:
+    """Token lookup (a gather: one table row read per token) and learned absolute
+    positions if any (the same ``s`` rows for every sequence)."""
+    table = MODEL.tensor("embed.tokens.weight", (S.V, S.d), "embedding", embedding=True)
+    lookup = MODEL.op(
+        "embed.tokens",
+        weight_bytes=tokens() * S.d * S.B_w,
+        act_write_bytes=tokens() * S.d * S.B_a,
+    )
+    block = Block((table,), (lookup,))
+    if arch.max_position_embeddings is not None:
+        positions = MODEL.tensor("embed.positions.weight", (S.P, S.d), "embedding", embedding=True)
+        add = MODEL.op(
+            "embed.positions",
+            vector_flops=tokens() * S.d * ELEMENTWISE_FLOPS["add"],
+            weight_bytes=S.s * S.d * S.B_w,
+            act_read_bytes=tokens() * S.d * S.B_a,
+            act_write_bytes=tokens() * S.d * S.B_a,
+        )
+        block += Block((positions,), (add,))
+    return block
+
+
+def head(arch: Architecture, options: Options) -> Block:
+    """Final norm, then logits for every new token (training, decode) or only the last
+    (a generation prefill), then in training the cross-entropy loss."""
+    block = norm(MODEL, "final_norm", S.d, arch.final_norm.kind, arch.final_norm.bias)
+    rows = tokens() if options.logits_for_all else S.b
+    tensors = () if arch.tie_word_embeddings else (MODEL.tensor("lm_head.weight", (S.V, S.d), "head", embedding=True),)
+    logits = MODEL.op(
+        "lm_head",
+        matmul_flops=2 * rows * S.d * S.V,
+        weight_bytes=S.V * S.d * S.B_w,
+        act_read_bytes=rows * S.d * S.B_a,
+        act_write_bytes=rows * S.V * S.B_a,
+        saved_bytes=rows * S.d * S.B_a,
+    )
+    block += Block(tensors, (logits,))
+    if options.training:
+        loss = MODEL.op(
+            "loss",
+            vector_flops=rows * S.V * ELEMENTWISE_FLOPS["softmax"],
+            act_read_bytes=rows * S.V * S.B_a,
+            act_write_bytes=rows * FP32_BYTES,
+            saved_bytes=rows * S.V * S.B_a,
+        )
+        block += Block((), (loss,))
+    return block

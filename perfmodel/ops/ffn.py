@@ -1,0 +1,115 @@
+"""Feed-forward blocks: dense (plain or gated) and mixture-of-experts.
+
+MoE FLOPs count the top-k experts each token runs. MoE weight bytes count the
+experts a step actually touches: with ``b·s`` tokens each routed uniformly to ``k``
+of ``E`` experts, the expected number of distinct experts read is
+``E·(1 − (1 − k/E)^(b·s))`` — about ``k`` at batch 1 in decode, all ``E`` in prefill.
+"""
+
+from __future__ import annotations
+
+from sympy import Expr
+
+from perfmodel import symbols as S
+from perfmodel.architecture import FFN, MoE
+from perfmodel.ops.base import ELEMENTWISE_FLOPS, Block, Site, elementwise, linear, tokens
+
+
+def mlp(
+    site: Site,
+    prefix: str,
+    width: Expr,
+    *,
+    gated: bool,
+    activation: str,
+    bias: bool = False,
+    fused: bool = False,
+    block: str = "ffn",
+    save_input: bool = True,
+) -> Block:
+    """``down(act(gate(x)) · up(x))`` if gated, else ``down(act(up(x)))``.
+
+    ``save_input``: False when another op reading the same ``x`` (the MoE router) keeps it.
+    """
+    if gated and fused:
+        out = linear(site, f"{prefix}.gate_up_proj", S.d, 2 * width, block, bias=bias, save_input=save_input)
+    elif gated:
+        out = linear(site, f"{prefix}.gate_proj", S.d, width, block, bias=bias, save_input=save_input) + linear(
+            site, f"{prefix}.up_proj", S.d, width, block, bias=bias, save_input=False
+        )
+    else:
+        out = linear(site, f"{prefix}.up_proj", S.d, width, block, bias=bias, save_input=save_input)
+    elements = tokens() * width
+    act_cost = ELEMENTWISE_FLOPS[activation] + (ELEMENTWISE_FLOPS["add"] if gated else 0)
+    inputs = 2 if gated else 1
+    act = elementwise(site, f"{prefix}.act", elements, act_cost, inputs=inputs, saved=inputs * elements * S.B_a)
+    return out + Block((), (act,)) + linear(site, f"{prefix}.down_proj", width, S.d, block, bias=bias)
+
+
+def dense_block(site: Site, ffn: FFN) -> Block:
+    return mlp(
+        site,
+        "ffn",
+        S.d_ff,
+        gated=ffn.gated,
+        activation=ffn.activation,
+        bias=ffn.bias,
+        fused=ffn.fused_gate_up,
+    )
+
+
+def experts_touched() -> Expr:
+    """Expected distinct routed experts read by ``b·s`` uniformly routed tokens."""
+    return S.E * (1 - (1 - S.k / S.E) ** (S.b * S.s))
+
+
+def moe_block(site: Site, moe: MoE) -> Block:
+    """Router, the top-k routed experts, their weighted combination, shared experts."""
+    routed = tokens() * S.k
+    touched = experts_touched()
+    up_width = 2 * S.d_e if moe.gated else S.d_e
+    up_name = "moe.experts.gate_up_proj" if moe.gated else "moe.experts.up_proj"
+    up_tensor = site.tensor(f"{up_name}.weight", (S.E, up_width, S.d), "moe", routed=True)
+    down_tensor = site.tensor("moe.experts.down_proj.weight", (S.E, S.d, S.d_e), "moe", routed=True)
+    up = site.op(
+        up_name,
+        matmul_flops=2 * routed * S.d * up_width,
+        weight_bytes=touched * up_width * S.d * S.B_w,
+        act_read_bytes=routed * S.d * S.B_a,
+        act_write_bytes=routed * up_width * S.B_a,
+        saved_bytes=routed * S.d * S.B_a,
+    )
+    inputs = 2 if moe.gated else 1
+    act = elementwise(
+        site,
+        "moe.experts.act",
+        routed * S.d_e,
+        ELEMENTWISE_FLOPS[moe.activation] + (ELEMENTWISE_FLOPS["add"] if moe.gated else 0),
+        inputs=inputs,
+        saved=inputs * routed * S.d_e * S.B_a,
+    )
+    down = site.op(
+        "moe.experts.down_proj",
+        matmul_flops=2 * routed * S.d_e * S.d,
+        weight_bytes=touched * S.d * S.d_e * S.B_w,
+        act_read_bytes=routed * S.d_e * S.B_a,
+        act_write_bytes=routed * S.d * S.B_a,
+        saved_bytes=routed * S.d_e * S.B_a,
+    )
+    combine = site.op(
+        "moe.combine",
+        vector_flops=2 * routed * S.d,
+        act_read_bytes=routed * S.d * S.B_a,
+        act_write_bytes=tokens() * S.d * S.B_a,
+    )
+    block = linear(site, "moe.router", S.d, S.E, "moe")
+    block += Block((), (elementwise(site, "moe.topk", tokens() * S.E, ELEMENTWISE_FLOPS["softmax"]),))
+    block += Block((up_tensor, down_tensor), (up, act, down, combine))
+    if moe.n_shared_experts:
+        block += mlp(
+            site, "moe.shared", S.E_s * S.d_se, gated=moe.gated, activation=moe.activation, block="moe", save_input=False
+        )
+        if moe.shared_expert_gate:
+            block += linear(site, "moe.shared_gate", S.d, 1, "moe", save_input=False)
+            block += Block((), (elementwise(site, "moe.shared_gate.mul", tokens() * S.d, ELEMENTWISE_FLOPS["add"], inputs=2),))
+    return block

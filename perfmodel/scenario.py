@@ -1,0 +1,129 @@
+"""A scenario: a model run one way (phase, dtypes, batch, tokens) on an optional
+accelerator. It owns the operator table and binds the step's symbols; every query
+(parameters, FLOPs, memory, roofline, balance) starts from one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sympy import Expr, Symbol
+
+from perfmodel import symbols as S
+from perfmodel.architecture import Architecture
+from perfmodel.errors import PerfmodelError
+from perfmodel.evaluate import bindings, value
+from perfmodel.options import Options
+from perfmodel.roofline import Efficiency, Roof, op_times
+from perfmodel.table import Table, build
+from perfmodel.units import dtype_bytes
+
+if TYPE_CHECKING:
+    from hardware.accelerator import Accelerator
+
+#: tokens per step when the user gives none
+DEFAULT_SEQ = {"prefill": 2048, "decode": 1, "train": 2048}
+DEFAULT_CONTEXT = {"prefill": 0, "decode": 2048, "train": 0}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """``arch`` run as ``options`` with ``batch`` sequences of ``seq`` new tokens after
+    ``context`` cached ones (phase defaults when None)."""
+
+    arch: Architecture
+    options: Options = field(default_factory=Options)
+    batch: int = 1
+    seq: int | None = None
+    context: int | None = None
+    weight_dtype: str = "bf16"
+    act_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    accelerator: Accelerator | None = None
+    #: achievable fractions for the expected time; None keeps only the pure roofline
+    efficiency: Efficiency | None = None
+
+    def __post_init__(self):
+        for name in ("weight_dtype", "act_dtype", "kv_dtype"):
+            dtype_bytes(getattr(self, name))  # unknown dtype -> one-line error
+        if self.options.training and self.context:
+            raise PerfmodelError("context: a training step has no KV cache; leave --context out")
+        positions = self.arch.max_position_embeddings
+        if positions is not None and self.tokens_seen > positions:
+            raise PerfmodelError(
+                f"context + seq = {self.tokens_seen} exceeds max_position_embeddings={positions} "
+                "(learned positions cannot go further)"
+            )
+        for name in ("batch", "seq", "context"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "context" else 1)):
+                raise PerfmodelError(f"{name}: {v!r} is not a valid count")
+
+    @property
+    def phase(self) -> str:
+        return self.options.phase
+
+    @property
+    def seq_tokens(self) -> int:
+        return self.seq if self.seq is not None else DEFAULT_SEQ[self.phase]
+
+    @property
+    def context_tokens(self) -> int:
+        return self.context if self.context is not None else DEFAULT_CONTEXT[self.phase]
+
+    @property
+    def tokens_seen(self) -> int:
+        return self.seq_tokens + self.context_tokens
+
+    def but(self, **changes) -> Scenario:
+        """A copy with some fields changed (``options`` fields accepted directly)."""
+        option_fields = {k: changes.pop(k) for k in list(changes) if hasattr(self.options, k)}
+        if option_fields:
+            changes["options"] = replace(self.options, **option_fields)
+        return replace(self, **changes)
+
+    @cached_property
+    def table(self) -> Table:
+        return build(self.arch, self.options)
+
+    @cached_property
+    def values(self) -> dict[Symbol, Expr]:
+        """Every symbol bound: model dimensions, dtypes, and this step's b, s, t."""
+        return bindings(
+            self.arch,
+            weight_dtype=self.weight_dtype,
+            act_dtype=self.act_dtype,
+            kv_dtype=self.kv_dtype,
+            b=self.batch,
+            s=self.seq_tokens,
+            t=self.context_tokens,
+        )
+
+    @property
+    def phase_values(self) -> dict[Symbol, Expr]:
+        """The step symbols this phase fixes when printing formulas: ``t = 0`` for a
+        prefill or training step, ``s = 1`` for a plain decode step."""
+        fixed = {}
+        if self.phase in ("prefill", "train") and not self.context:
+            fixed[S.t] = self.values[S.t]
+        if self.phase == "decode" and self.seq is None:
+            fixed[S.s] = self.values[S.s]
+        return fixed
+
+    def evaluate(self, expr) -> int | float:
+        return value(expr, self.values)
+
+    def require_accelerator(self) -> Accelerator:
+        if self.accelerator is None:
+            raise PerfmodelError("this needs an accelerator: pass --gpu")
+        return self.accelerator
+
+    def roof(self, *, expected: bool = False) -> Roof:
+        """The accelerator's ceilings in the activation dtype; ``expected`` applies the efficiencies."""
+        eff = (self.efficiency or Efficiency()) if expected else Efficiency()
+        return Roof.of(self.require_accelerator(), self.act_dtype, eff)
+
+    def op_times(self, *, expected: bool = False):
+        return op_times(self.table.ops, self.roof(expected=expected))

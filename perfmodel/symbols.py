@@ -1,0 +1,84 @@
+"""Every symbol the formulas use, made once, each with a description and unit.
+
+Counts are positive integers; the context ``t`` may be zero; bytes per element are
+positive rationals (int4 is 1/2). No other module creates a ``Symbol``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sympy import Symbol
+
+
+@dataclass(frozen=True)
+class Dim:
+    """A named symbol with what it means and its unit."""
+
+    symbol: Symbol
+    description: str
+    unit: str
+
+
+REGISTRY: dict[str, Dim] = {}
+
+
+def dim(name: str, description: str, unit: str, *, integer: bool = True, zero: bool = False) -> Symbol:
+    """Create and register a symbol; a second definition of the same name raises."""
+    if name in REGISTRY:
+        raise ValueError(f"symbol {name!r} is defined twice")
+    assumptions = {"integer": True} if integer else {"rational": True}
+    assumptions.update({"nonnegative": True} if zero else {"positive": True})
+    symbol = Symbol(name, **assumptions)
+    REGISTRY[name] = Dim(symbol, description, unit)
+    return symbol
+
+
+def describe(symbol: Symbol) -> Dim:
+    """The registered description of ``symbol``."""
+    return REGISTRY[symbol.name]
+
+
+# --- the step being modelled -------------------------------------------------------
+b = dim("b", "batch size", "sequences")
+s = dim("s", "new tokens per sequence in this step (prompt length in prefill, 1 in decode)", "tokens")
+t = dim("t", "cached context tokens per sequence before this step", "tokens", zero=True)
+
+# --- bytes per element ---------------------------------------------------------------
+B_w = dim("B_w", "bytes per weight element", "bytes", integer=False)
+B_a = dim("B_a", "bytes per activation element", "bytes", integer=False)
+B_kv = dim("B_kv", "bytes per KV-cache element", "bytes", integer=False)
+
+# --- model dimensions ----------------------------------------------------------------
+V = dim("V", "vocabulary size", "tokens")
+d = dim("d", "hidden size (d_model)", "elements")
+P = dim("P", "learned absolute positions (max_position_embeddings)", "positions")
+L = dim("L", "number of layers", "layers")
+n_h = dim("n_h", "query heads per layer", "heads")
+n_kv = dim("n_kv", "key/value heads per layer (n_h: MHA, 1: MQA, between: GQA)", "heads")
+d_h = dim("d_h", "head dimension of queries and keys", "elements")
+d_v = dim("d_v", "head dimension of values", "elements")
+W = dim("W", "sliding-window size (keys a query sees, itself included)", "tokens")
+d_ff = dim("d_ff", "dense FFN width (intermediate size)", "elements")
+
+# --- mixture of experts ----------------------------------------------------------------
+E = dim("E", "routed experts per MoE layer", "experts")
+k = dim("k", "routed experts each token is sent to (top-k)", "experts")
+d_e = dim("d_e", "routed expert FFN width", "elements")
+E_s = dim("E_s", "shared experts per MoE layer (always active)", "experts")
+d_se = dim("d_se", "shared expert FFN width", "elements")
+
+# --- multi-head latent attention (DeepSeek-V2/V3) ------------------------------------
+r_q = dim("r_q", "MLA query low-rank dimension (q_lora_rank)", "elements")
+r_kv = dim("r_kv", "MLA key/value latent dimension d_c (kv_lora_rank)", "elements")
+d_nope = dim("d_nope", "MLA per-head query/key dimension without RoPE", "elements")
+d_rope = dim("d_rope", "MLA per-head decoupled RoPE dimension d_h^R (key part shared by all heads)", "elements")
+
+_LAYER_COUNTS: dict[str, Symbol] = {}
+
+
+def layer_count(label: str) -> Symbol:
+    """The symbol ``L_<label>``: how many layers are of one kind (``L_moe``, ``L_swa``)."""
+    if label not in _LAYER_COUNTS:
+        _LAYER_COUNTS[label] = dim(f"L_{label}", f"number of layers of kind '{label}'", "layers")
+    return _LAYER_COUNTS[label]

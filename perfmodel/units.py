@@ -1,0 +1,75 @@
+"""Bytes per element of each dtype, size parsing (``128k``) and unit formatting.
+
+Rates use decimal prefixes (TFLOP/s, GB/s: the vendors' convention); memory sizes
+are shown in binary GiB where the unit says so.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sympy import Integer, Rational
+
+from perfmodel.errors import PerfmodelError, UnknownNameError
+
+#: Storage bytes per element. tf32 is stored as fp32; int4 packs two per byte.
+DTYPE_BYTES = {
+    "fp32": Integer(4),
+    "tf32": Integer(4),
+    "bf16": Integer(2),
+    "fp16": Integer(2),
+    "fp8": Integer(1),
+    "int8": Integer(1),
+    "int4": Rational(1, 2),
+}
+DTYPES = tuple(DTYPE_BYTES)
+
+KIB, MIB, GIB, TIB = 2**10, 2**20, 2**30, 2**40
+KB, MB, GB, TB = 10**3, 10**6, 10**9, 10**12
+
+_TOKEN_SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
+
+
+def dtype_bytes(name: str) -> Rational:
+    """Bytes per element of ``name`` (one of :data:`DTYPES`)."""
+    try:
+        return DTYPE_BYTES[name.lower()]
+    except KeyError:
+        raise UnknownNameError("dtype", name, DTYPES) from None
+
+
+def parse_count(text: str | int, what: str = "size", minimum: int = 1) -> int:
+    """Parse a token/batch count: a plain integer or a ``k``/``m`` suffix (1k = 1024)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*", str(text))
+        if not m:
+            raise PerfmodelError(f"{what}: {text!r} is not a count (use e.g. 4096, 32k or 1m; 1k = 1024)")
+        number, suffix = m.groups()
+        scaled = Rational(number) * _TOKEN_SUFFIX[suffix.lower()]
+        if not scaled.is_integer:
+            raise PerfmodelError(f"{what}: {text!r} is not a whole number of tokens")
+        value = int(scaled)
+    if value < minimum:
+        raise PerfmodelError(f"{what}: {value} is below the minimum {minimum}")
+    if value > 10**12:
+        raise PerfmodelError(f"{what}: {value} is absurdly large (limit 10^12)")
+    return value
+
+
+_SI = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
+
+
+def si(value: float, unit: str = "", digits: int = 3) -> str:
+    """Format with a decimal SI prefix: ``si(1.5e12, 'FLOP')`` -> ``'1.5 TFLOP'``."""
+    value = float(value)
+    for scale, prefix in _SI:
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}g} {prefix}{unit}".rstrip()
+    return f"{value:.{digits}g} {unit}".rstrip()
+
+
+def gib(nbytes: float) -> float:
+    """Bytes to binary gibibytes (2^30 bytes)."""
+    return float(nbytes) / GIB
