@@ -2,53 +2,45 @@
 
 Every quantity is a sympy expression over named symbols (:mod:`perfmodel.symbols`);
 numbers come from evaluating those expressions. Start with :func:`load_model`, then
-ask :mod:`perfmodel.api` for DataFrames, or :mod:`perfmodel.quantities` for formulas.
+ask for DataFrames (:func:`params`, :func:`flops`, :func:`roofline`, …) or formulas
+(:func:`quantity`). Names load on first use, so ``import perfmodel`` stays fast.
 """
 
-from perfmodel.api import (
-    attention_call,
-    balance,
-    flops,
-    formula,
-    kv_cache,
-    memory_report,
-    models,
-    params,
-    roofline,
-    shapes,
-)
-from perfmodel.architecture import FFN, Architecture, Attention, LatentAttention, Layer, MoE, Norm
-from perfmodel.errors import PerfmodelError
-from perfmodel.hf_config import from_config
-from perfmodel.options import Options
-from perfmodel.presets import load_model
-from perfmodel.quantities import lookup as quantity
-from perfmodel.roofline import Efficiency
-from perfmodel.scenario import Scenario
+from importlib import import_module
 
-__all__ = [
-    "FFN",
-    "Architecture",
-    "Attention",
-    "Efficiency",
-    "LatentAttention",
-    "Layer",
-    "MoE",
-    "Norm",
-    "Options",
-    "PerfmodelError",
-    "Scenario",
-    "attention_call",
-    "balance",
-    "flops",
-    "formula",
-    "from_config",
-    "kv_cache",
-    "load_model",
-    "memory_report",
-    "models",
-    "params",
-    "quantity",
-    "roofline",
-    "shapes",
-]
+_EXPORTS = {
+    "attention_call": "perfmodel.api",
+    "balance": "perfmodel.api",
+    "compare": "perfmodel.api",
+    "flops": "perfmodel.api",
+    "formula": "perfmodel.api",
+    "kv_cache": "perfmodel.api",
+    "memory_report": "perfmodel.api",
+    "models": "perfmodel.api",
+    "params": "perfmodel.api",
+    "roofline": "perfmodel.api",
+    "shapes": "perfmodel.api",
+    "sweep": "perfmodel.api",
+    "FFN": "perfmodel.architecture",
+    "Architecture": "perfmodel.architecture",
+    "Attention": "perfmodel.architecture",
+    "LatentAttention": "perfmodel.architecture",
+    "Layer": "perfmodel.architecture",
+    "MoE": "perfmodel.architecture",
+    "Norm": "perfmodel.architecture",
+    "PerfmodelError": "perfmodel.errors",
+    "from_config": "perfmodel.hf_config",
+    "Options": "perfmodel.options",
+    "load_model": "perfmodel.presets",
+    "Efficiency": "perfmodel.roofline",
+    "Scenario": "perfmodel.scenario",
+}
+__all__ = sorted(_EXPORTS) + ["quantity"]
+
+
+def __getattr__(name: str):
+    if name == "quantity":
+        return import_module("perfmodel.quantities").lookup
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'perfmodel' has no attribute {name!r}")

@@ -55,6 +55,7 @@ class Attention:
     o_bias: bool = False
     fused_qkv: bool = False
     qk_norm: bool = False  # per-head RMSNorm on queries and keys (Qwen3)
+    rope: bool = True  # rotary embedding on queries and keys (False: learned positions or ALiBi)
 
     def __post_init__(self):
         for f in ("num_attention_heads", "num_key_value_heads", "head_dim"):

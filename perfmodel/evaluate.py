@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
-from sympy import Expr, Integer, Symbol, lambdify, sympify
+from sympy import Expr, Integer, Rational, Symbol, lambdify, sympify
 
 from perfmodel import symbols as S
 from perfmodel.architecture import Architecture
@@ -28,9 +28,9 @@ def bindings(
 ) -> dict[Symbol, Expr]:
     """Symbol -> value for a model, its dtypes and a step (``b=8, s=1, t=4096``)."""
     values: dict[Symbol, Expr] = {} if arch is None else {k: Integer(v) for k, v in arch.symbol_values.items()}
-    values[S.B_w] = dtype_bytes(weight_dtype)
-    values[S.B_a] = dtype_bytes(act_dtype)
-    values[S.B_kv] = dtype_bytes(kv_dtype)
+    values[S.B_w] = Rational(dtype_bytes(weight_dtype))
+    values[S.B_a] = Rational(dtype_bytes(act_dtype))
+    values[S.B_kv] = Rational(dtype_bytes(kv_dtype))
     for name, value in step.items():
         if value is None:
             continue

@@ -367,7 +367,7 @@ def _gpt2(c: Config) -> dict:
     hidden = c.int("n_embd", "hidden_size")
     heads = c.int("n_head", "num_attention_heads")
     head_dim = derived_head_dim(hidden, heads)
-    attention = Attention(heads, heads, head_dim, qkv_bias=True, o_bias=True, fused_qkv=True)
+    attention = Attention(heads, heads, head_dim, qkv_bias=True, o_bias=True, fused_qkv=True, rope=False)
     ffn = FFN(
         c.int("n_inner", default=None) or 4 * hidden,
         gated=False,
@@ -425,7 +425,8 @@ def _falcon(c: Config) -> dict:
         norms = ("attn.norm", "ffn.norm")
     else:
         norms = ("attn.norm",)
-    attention = Attention(heads, kv_heads, head_dim, qkv_bias=bias, o_bias=bias, fused_qkv=True)
+    alibi = c.bool("alibi", default=False)
+    attention = Attention(heads, kv_heads, head_dim, qkv_bias=bias, o_bias=bias, fused_qkv=True, rope=not alibi)
     ffn = FFN(
         c.int("ffn_hidden_size", default=None) or 4 * hidden,
         gated=False,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sympy import Integer
+from sympy import Integer, Rational
 
 from perfmodel import symbols as S
 from perfmodel.architecture import Attention
@@ -63,7 +63,7 @@ class AttentionCall:
 
     @property
     def values(self) -> dict:
-        element = dtype_bytes(self.dtype)
+        element = Rational(dtype_bytes(self.dtype))
         values = {
             S.b: Integer(self.batch),
             S.s: Integer(self.seq_q),

@@ -67,11 +67,17 @@ class Scenario:
 
     @property
     def seq_tokens(self) -> int:
-        return self.seq if self.seq is not None else DEFAULT_SEQ[self.phase]
+        """``seq``, else the phase default (capped at a learned-position model's length)."""
+        if self.seq is not None:
+            return self.seq
+        return min(DEFAULT_SEQ[self.phase], self.arch.max_position_embeddings or DEFAULT_SEQ[self.phase])
 
     @property
     def context_tokens(self) -> int:
-        return self.context if self.context is not None else DEFAULT_CONTEXT[self.phase]
+        if self.context is not None:
+            return self.context
+        room = (self.arch.max_position_embeddings or 10**12) - self.seq_tokens
+        return max(0, min(DEFAULT_CONTEXT[self.phase], room))
 
     @property
     def tokens_seen(self) -> int:

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import re
 
-from sympy import Integer, Rational
+from fractions import Fraction
 
 from perfmodel.errors import PerfmodelError, UnknownNameError
 
 #: Storage bytes per element. tf32 is stored as fp32; int4 packs two per byte.
 DTYPE_BYTES = {
-    "fp32": Integer(4),
-    "tf32": Integer(4),
-    "bf16": Integer(2),
-    "fp16": Integer(2),
-    "fp8": Integer(1),
-    "int8": Integer(1),
-    "int4": Rational(1, 2),
+    "fp32": Fraction(4),
+    "tf32": Fraction(4),
+    "bf16": Fraction(2),
+    "fp16": Fraction(2),
+    "fp8": Fraction(1),
+    "int8": Fraction(1),
+    "int4": Fraction(1, 2),
 }
 DTYPES = tuple(DTYPE_BYTES)
 
@@ -30,7 +30,7 @@ KB, MB, GB, TB = 10**3, 10**6, 10**9, 10**12
 _TOKEN_SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
 
 
-def dtype_bytes(name: str) -> Rational:
+def dtype_bytes(name: str) -> Fraction:
     """Bytes per element of ``name`` (one of :data:`DTYPES`)."""
     try:
         return DTYPE_BYTES[name.lower()]
@@ -47,8 +47,8 @@ def parse_count(text: str | int, what: str = "size", minimum: int = 1) -> int:
         if not m:
             raise PerfmodelError(f"{what}: {text!r} is not a count (use e.g. 4096, 32k or 1m; 1k = 1024)")
         number, suffix = m.groups()
-        scaled = Rational(number) * _TOKEN_SUFFIX[suffix.lower()]
-        if not scaled.is_integer:
+        scaled = Fraction(number) * _TOKEN_SUFFIX[suffix.lower()]
+        if scaled.denominator != 1:
             raise PerfmodelError(f"{what}: {text!r} is not a whole number of tokens")
         value = int(scaled)
     if value < minimum:

@@ -193,7 +193,8 @@ def _standard(site: Site, att: Attention, options: Options) -> Block:
         k_per_key=S.n_kv * S.d_h,
         v_per_key=S.n_kv * S.d_h,
     )
-    block += Block((), _rope(site, S.n_h + S.n_kv, S.d_h) + _cache_write(site, att, options) + core)
+    rope = _rope(site, S.n_h + S.n_kv, S.d_h) if att.rope else ()
+    block += Block((), rope + _cache_write(site, att, options) + core)
     return block + linear(site, "attn.o_proj", q_width, S.d, "attention", bias=att.o_bias)
 
 
