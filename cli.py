@@ -131,7 +131,10 @@ def scenario(arch, phase, *, batch=1, seq=None, context=None, gpu=None, compute_
 
         accelerator = get_accelerator(gpu)
         default = Efficiency.catalog_default(accelerator)
-        efficiency = Efficiency(compute_efficiency or default.compute, bandwidth_efficiency or default.bandwidth)
+        efficiency = Efficiency(
+            default.compute if compute_efficiency is None else compute_efficiency,
+            default.bandwidth if bandwidth_efficiency is None else bandwidth_efficiency,
+        )
     return Scenario(
         arch,
         Options(phase=phase, **options),
@@ -218,21 +221,29 @@ def flops(arch, phase, by, **kw):
 @cli.command()
 @model_option
 @click.option("--phase", type=click.Choice(["infer", "train"]), default="infer", show_default=True)
-@step_options
+@click.option("--batch", type=Count(), default=1, show_default=True, help=f"sequences ({SIZE_HELP})")
+@click.option("--context", type=Count(), help=f"infer: tokens held per sequence ({SIZE_HELP}; default 2048)")
+@click.option("--seq", type=Count(), help="infer: prefill chunk whose working set is counted (default: the whole context); train: tokens per sequence (default 2048)")
 @dtype_options
 @impl_options
 @gpu_option(required=False)
 @output_options
-def memory(arch, phase, **kw):
+def memory(arch, phase, batch, context, seq, **kw):
     """Memory: weights, KV cache, activations, gradients, optimizer states; fits a GPU?
 
-    Inference holds --context cached tokens and a prefill working set of --seq tokens
-    (default: the whole context at once)."""
+    Inference: the KV cache of --context tokens per sequence, plus the largest working
+    set of the prefill chunk that brings it there. Training: a step on --seq tokens."""
     from perfmodel.api import memory_report
 
-    if phase == "infer":
-        kw["seq"] = kw["seq"] or kw["context"] or None
-    return memory_report(scenario(arch, "prefill" if phase == "infer" else "train", **kw))
+    if phase == "train":
+        if context:
+            raise PerfmodelError("--context: a training step has no KV cache; use --seq")
+        return memory_report(scenario(arch, "train", batch=batch, seq=seq, **kw))
+    held = context or 2048
+    chunk = seq or held
+    if chunk > held:
+        raise PerfmodelError(f"--seq {chunk} exceeds --context {held}: the chunk is part of the context")
+    return memory_report(scenario(arch, "prefill", batch=batch, seq=chunk, context=held - chunk, **kw))
 
 
 @cli.command()
@@ -250,11 +261,12 @@ def roofline(arch, phase, by, plot, **kw):
     from perfmodel.api import roofline as run
 
     sc = scenario(arch, phase, **kw)
+    frame = run(sc, by=by)
     if plot:
         from perfmodel.plots import roofline_chart
 
-        roofline_chart(sc, plot)
-    return run(sc, by=by)
+        roofline_chart(sc, plot, frame=frame if by == "operator" else None)
+    return frame
 
 
 @cli.command()
@@ -295,12 +307,13 @@ def balance(arch, by, plot, **kw):
 @click.option("--attention-impl", type=click.Choice(["fused", "naive"]), default="fused", show_default=True)
 @click.option("--window", type=Count(), help="sliding window (keys each query sees)")
 @output_options
-def attention(gpu, compute_efficiency, bandwidth_efficiency, kv_heads, seq_kv, attention_impl, **kw):
+@click.option("--kernel", help="also the calibrated time for this kernel family (fa2, fa3, cudnn, flash-decoding, …; hardware/data/efficiency-fit.json)")
+def attention(gpu, compute_efficiency, bandwidth_efficiency, kv_heads, seq_kv, attention_impl, kernel, **kw):
     """Predict one attention kernel call: FLOPs, bytes, time, TFLOP/s, bound."""
     from hardware.catalog import get_accelerator
     from perfmodel.api import attention_call
 
-    return attention_call(
+    frame = attention_call(
         get_accelerator(gpu),
         kv_heads=kv_heads or kw["heads"],
         seq_kv=seq_kv or kw["seq_q"],
@@ -309,6 +322,14 @@ def attention(gpu, compute_efficiency, bandwidth_efficiency, kv_heads, seq_kv, a
         bandwidth_efficiency=bandwidth_efficiency,
         **kw,
     )
+    if kernel:
+        from perfmodel.efficiency import calibrated
+        from perfmodel.validation import call_of
+
+        row = frame.iloc[0].to_dict() | {"impl": attention_impl, "causal_count": kw["causal_count"], "window": kw["window"]}
+        for column, value in calibrated(call_of(row), get_accelerator(gpu), kernel).items():
+            frame[column] = [value]
+    return frame
 
 
 @cli.command()
@@ -329,6 +350,74 @@ def formula(quantity, arch, phase, as_latex, **kw):
     from perfmodel.api import formula as show
 
     return show(quantity, scenario(arch, phase, **kw), as_latex=as_latex)
+
+
+@cli.command()
+@click.option("--model", "models", multiple=True, required=True, metavar="[LABEL=]MODEL[:KEY=VALUE,...]", help="a model to compare (repeatable): preset or config path, optional overrides after ':', optional row label before '='")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a config field of every model (repeatable; a model's own overrides win)")
+@click.option("--gpu", required=True, help="catalog name or alias (`perfmodel hardware list`) or a JSON/YAML accelerator file")
+@click.option("--context", type=Count(), default=2048, show_default=True, help=f"tokens held per sequence ({SIZE_HELP})")
+@click.option("--batch", type=Count(), default=1, show_default=True, help="decode batch (sequences)")
+@click.option("--prompt", type=Count(), help="prompt tokens for the prefill time (default: --context)")
+@dtype_options
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw a bar chart of --plot-column (PNG/SVG/PDF by extension)")
+@click.option("--plot-column", default="decode_tokens_per_s", show_default=True, help="the column the bar chart shows")
+@output_options
+def compare(models, sets, gpu, plot, plot_column, **kw):
+    """Several models side by side on one GPU, one row per model.
+
+    \b
+    Each --model is [LABEL=]MODEL[:KEY=VALUE,...], e.g.
+      --model llama-3-8b --model MHA=llama-3-8b:num_key_value_heads=32
+      --model MQA=llama-3-8b:num_key_value_heads=1 --model deepseek-v2-lite
+    The label (default: the spec as written) names the row in the `model` column.
+
+    Per model: total and active parameters; KV cache per token and at --context;
+    weights and total memory as `perfmodel memory --mla absorbed` reports them, whether
+    they fit the GPU and the largest batch that does; prefill time of one prompt;
+    decode step time and tokens/s at --batch; the balance batch. Columns ending
+    `_vs_first` divide by the first model's value."""
+    from hardware.catalog import get_accelerator
+    from perfmodel.comparison import compare as side_by_side
+
+    frame = side_by_side(models, get_accelerator(gpu), overrides=parse_sets(sets), **kw)
+    if plot:
+        from perfmodel.plots import bar_chart
+
+        bar_chart(frame, plot_column, plot, label_column="model")
+    return frame
+
+
+@cli.command()
+@model_option
+@click.option("--gpu", help="catalog name or alias, or an accelerator file (needed for time quantities)")
+@click.option("--phase", type=click.Choice(["prefill", "decode", "train"]), default="decode", show_default=True)
+@click.option("--metric", default="time_s", show_default=True, help="a quantity: time_s, tokens_per_s, kv_cache_bytes, flops, arithmetic_intensity, total_bytes, … (as `formula` names them)")
+@click.option("--batch", "batch", default="1", show_default=True, metavar="GRID", help="batch sizes")
+@click.option("--context", "context", metavar="GRID", help="cached tokens (default: the phase's)")
+@click.option("--seq", "seq", metavar="GRID", help="new tokens per sequence (default: the phase's)")
+@dtype_options
+@impl_options
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw the sweep (PNG/SVG/PDF by extension)")
+@click.option("--plot-kind", type=click.Choice(["lines", "heatmap"]), default="lines", show_default=True, help="one line per batch, or a batch x tokens heatmap")
+@output_options
+def sweep(arch, gpu, phase, metric, batch, context, seq, plot, plot_kind, **kw):
+    """One quantity over a grid of batch x context (or seq), one row per point.
+
+    \b
+    GRID: 1,8,64 (a list); a..b (every integer); a..b:N (step N);
+    a..b:xN (geometric: 1k..128k:x2 = 1k, 2k, 4k, ..., 128k); lists may mix
+    these (1,2,4..64:x2). Counts take k/m suffixes, 1k = 1024. At most 10^7 points.
+    Evaluated with numpy over the whole grid (the same expression `formula` prints)."""
+    from perfmodel.sweeps import sweep as run, swept_axis
+
+    frame = run(scenario(arch, phase, gpu=gpu, **kw), metric, batch=batch, seq=seq, context=context)
+    if plot:
+        from perfmodel.plots import sweep_chart
+
+        name = frame["metric"].iloc[0]
+        sweep_chart(frame.rename(columns={"value": name}), name, plot, kind=plot_kind, x=swept_axis(frame), series="batch")
+    return frame
 
 
 @cli.group()
@@ -369,6 +458,34 @@ def hardware_measure(device, quick, save):
     if save:
         save_accelerator(acc, save)
     return catalog_frame([acc])
+
+
+@cli.group()
+def validate():
+    """Check the model against measurements: timed here, published, or stored."""
+
+
+@validate.command("attention")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="time SDPA here (default: cuda if torch sees one, else cpu)")
+@click.option("--grid", type=click.Choice(["tiny", "cpu", "gpu"]), help="shapes to time (default: gpu on cuda, cpu on cpu)")
+@click.option("--gpu", help="predict against this accelerator (catalog name, alias or file; default: this device, measured now)")
+@click.option("--threads", type=click.IntRange(1), help="torch CPU threads while timing (default: torch's)")
+@click.option("--published", is_flag=True, help="score every published measurement (hardware/data) instead of timing")
+@click.option("--measured", type=click.Path(dir_okay=False, path_type=Path), help="re-score a stored measurement CSV (no torch, no GPU)")
+@click.option("--by", default="row", show_default=True, help="row, or a summary per comma-separated keys: study, source, file, kernel, family, gpu, head_dim, phase, pass, regime, dtype, causal, confidence, group, in_fit, backend")
+@click.option("--out-of-sample", is_flag=True, help="with --published: add leave-one-source-out predictions (loso_s, loso_error)")
+@click.option("--fit", "fit_path", type=click.Path(dir_okay=False, path_type=Path), help="calibrated model JSON (default: hardware/data/efficiency-fit.json)")
+@click.option("--refit", type=click.Path(dir_okay=False, path_type=Path), help="with --published: refit the calibrated model on the project's list, write the JSON here and score with it")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="measured vs predicted (log-log, y = x) and achieved TFLOP/s vs KV length (PNG/SVG/PDF)")
+@output_options
+def validate_attention(device, grid, gpu, threads, published, measured, by, out_of_sample, fit_path, refit, plot):
+    """Predicted vs measured attention calls: error = predicted/measured - 1, for the pure
+    roofline (predicted_s), catalog efficiencies (expected_s) and the calibrated model
+    (calibrated_s). Times torch SDPA unless --published or --measured is given."""
+    from hardware.attention_bench import report
+
+    return report(device=device, grid=grid, gpu=gpu, threads=threads, published=published, measured=measured,
+                  by=by, out_of_sample=out_of_sample, fit_path=fit_path, refit=refit, plot=plot, progress=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ from importlib import import_module
 _EXPORTS = {
     "attention_call": "perfmodel.api",
     "balance": "perfmodel.api",
-    "compare": "perfmodel.api",
+    "compare": "perfmodel.comparison",
     "flops": "perfmodel.api",
     "formula": "perfmodel.api",
     "kv_cache": "perfmodel.api",
@@ -20,7 +20,7 @@ _EXPORTS = {
     "params": "perfmodel.api",
     "roofline": "perfmodel.api",
     "shapes": "perfmodel.api",
-    "sweep": "perfmodel.api",
+    "sweep": "perfmodel.sweeps",
     "FFN": "perfmodel.architecture",
     "Architecture": "perfmodel.architecture",
     "Attention": "perfmodel.architecture",

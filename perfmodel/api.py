@@ -25,7 +25,7 @@ from perfmodel.ops.base import tokens
 from perfmodel.presets import registry
 from perfmodel.quantities import lookup
 from perfmodel.kernels import AttentionCall, predict
-from perfmodel.roofline import Efficiency, balance_batch, bound, context_limit
+from perfmodel.roofline import Efficiency, balance_batch, bound, context_limit, step_terms
 from perfmodel.scenario import Scenario
 from perfmodel.table import build
 from perfmodel.units import GIB
@@ -140,10 +140,11 @@ def flops(sc: Scenario, by: str = "total") -> pd.DataFrame:
 
 def _training_estimates(sc: Scenario) -> dict:
     """The standard estimates beside the exact count: ``6·N·tokens`` (Kaplan et al. 2020;
-    N = the parameters used in matmuls: active, less the input embedding lookup) and
-    PaLM's ``(6N + 12·L·H·Q·T)·tokens`` (Chowdhery et al. 2022, App. B; non-causal)."""
+    N = the parameters used in matmuls: the active non-embedding ones plus the output
+    head, tied or not, since the lookup tables do no matmul) and PaLM's
+    ``(6N + 12·L·H·Q·T)·tokens`` (Chowdhery et al. 2022, App. B; non-causal)."""
     counts = metrics.params(sc.table)
-    n = counts["active_params"] - counts["token_embedding_params"] - counts["position_embedding_params"]
+    n = counts["active_params"] - counts["embedding_params"] + S.V * S.d
     n_tokens = tokens()
     heads_dims = sum(
         (g.repeat * _attention_width(g.layer.attention) for g in sc.arch.groups if g.layer.attention), Integer(0)
@@ -173,7 +174,9 @@ def memory_report(sc: Scenario) -> pd.DataFrame:
         row["fits"] = row["total_bytes"] <= acc.memory_bytes
         row["max_batch"] = _largest(total, sc.values, S.b, acc.memory_bytes)
         if not sc.options.training:
-            row["max_context"] = _largest(total, sc.values, S.t, acc.memory_bytes, low=0)
+            # the cache grows by whole chunks of the given size; 0: not even one chunk fits
+            cached = _largest(total, sc.values, S.t, acc.memory_bytes, low=0)
+            row["max_context"] = None if cached is None else (cached + sc.seq_tokens if cached >= 0 else 0)
     return pd.DataFrame([row])
 
 
@@ -264,8 +267,7 @@ def balance(sc: Scenario, by: str = "total") -> pd.DataFrame:
         return pd.DataFrame(rows)
     if by != "total":
         raise PerfmodelError(f"by: {by!r} is not one of total, operator")
-    compute = sum((t.compute_s for t in times), Integer(0))
-    mem = sum((t.memory_s for t in times), Integer(0))
+    compute, mem = step_terms(times)
     whole = balance_batch(compute, mem, values)
     roof = sc.roof()
     weight_ops = [op for op in sc.table.ops if op.weight_bytes != 0]
@@ -326,7 +328,10 @@ def attention_call(acc, *, compute_efficiency=None, bandwidth_efficiency=None, *
     the pure roofline time and the time with achievable efficiencies applied."""
     call = AttentionCall(**call)
     default = Efficiency.catalog_default(acc)
-    efficiency = Efficiency(compute_efficiency or default.compute, bandwidth_efficiency or default.bandwidth)
+    efficiency = Efficiency(
+        default.compute if compute_efficiency is None else compute_efficiency,
+        default.bandwidth if bandwidth_efficiency is None else bandwidth_efficiency,
+    )
     pure, expected = predict(call, acc), predict(call, acc, efficiency)
     row = {
         "gpu": acc.name,

@@ -1,7 +1,13 @@
 """Render a DataFrame as a terminal table, CSV, JSON records, Markdown or LaTeX.
 
 Frames hold numbers; formatting happens only here. JSON keeps counts as exact
-integers (pandas would turn a column with a missing value into floats).
+integers (pandas would turn a column with a missing value into floats). CSV and JSON
+keep full precision; the table, Markdown and LaTeX group integers by thousands and
+show other numbers to 4 significant digits, with an SI prefix outside [0.001, 1000)
+(``14.79 m`` in a ``time_s`` column is 14.79 ms). The unit is in the column name.
+
+A frame may name columns that already hold LaTeX math in ``frame.attrs["latex_columns"]``
+(a formula's expression): LaTeX output sets them as ``$…$`` instead of escaping them.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ def _plain(value):
     """A JSON-ready Python value: exact ints, floats, None for NaN, lists kept."""
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if value is None:
+    if value is None or value is pd.NA or value is pd.NaT:
         return None
     if hasattr(value, "item"):  # numpy scalar
         value = value.item()
@@ -35,8 +41,12 @@ def records(frame: pd.DataFrame) -> list[dict]:
     return [{c: _plain(v) for c, v in zip(columns, row)} for row in frame.itertuples(index=False, name=None)]
 
 
+_PREFIXES = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")]
+
+
 def _cell(value) -> str:
-    """A human-readable cell: grouped integers, 4 significant digits for floats."""
+    """A human-readable cell: grouped integers; floats to 4 significant digits, with an
+    SI prefix outside [1e-3, 1000) (``2.589e11`` -> ``258.9 G``)."""
     value = _plain(value)
     if value is None:
         return "-"
@@ -45,42 +55,83 @@ def _cell(value) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if 1e-3 <= abs(value) < 1e6:
-            return f"{value:.4g}"
-        return f"{value:.4g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+        return _float(value)
     if isinstance(value, list):
         return "×".join(str(v) for v in value)
     return str(value)
 
 
+def _float(value: float) -> str:
+    if value == 0 or not math.isfinite(value) or 1e-3 <= abs(value) < 999.95:
+        return f"{value:.4g}"
+    for scale, prefix in _PREFIXES:
+        if abs(value) >= scale * 0.99995:  # what rounds up to 1 takes this prefix
+            return f"{value / scale:.4g} {prefix}"
+    return f"{value:.4g}"
+
+
+#: a table wider than this with at most TRANSPOSE_ROWS rows prints one column per row
+WIDE = 160
+TRANSPOSE_ROWS = 12
+
+
+def _numeric(frame: pd.DataFrame) -> list[bool]:
+    """Which columns hold numbers (right-aligned); a column of ints and None counts."""
+    out = []
+    for c in frame.columns:
+        col = frame[c]
+        if pd.api.types.is_bool_dtype(col):
+            out.append(False)
+        elif pd.api.types.is_numeric_dtype(col):
+            out.append(True)
+        else:
+            present = (v for v in map(_plain, col) if v is not None)
+            out.append(_is_number(next(present, None)) and all(map(_is_number, present)))
+    return out
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _align(rows: list[list[str]], right: list[bool]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)).rstrip() for cells in rows]
+
+
 def _table(frame: pd.DataFrame) -> str:
-    """An aligned plain-text table; numbers right-aligned; one row shows as key: value."""
+    """An aligned plain-text table, numbers right-aligned. One row prints as
+    ``key  value`` lines; a few rows too wide for a terminal print transposed, one
+    column per row headed by its first cell (e.g. one column per model)."""
     text = [[_cell(v) for v in row] for row in frame.itertuples(index=False, name=None)]
     columns = [str(c) for c in frame.columns]
+    numeric = _numeric(frame)
     if len(text) == 1 and len(columns) > 6:
         width = max(map(len, columns))
         return "\n".join(f"{c:<{width}}  {v}" for c, v in zip(columns, text[0]))
-    widths = [max([len(c)] + [len(r[i]) for r in text]) for i, c in enumerate(columns)]
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in frame.columns]
-
-    def line(cells):
-        return "  ".join(cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(cells, widths, numeric)).rstrip()
-
-    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in text])
+    if not text:
+        return "  ".join(columns)
+    lines = _align([columns] + text, numeric)
+    if len(text) <= TRANSPOSE_ROWS and max(map(len, lines)) > WIDE:
+        head = [columns[0]] + [r[0] for r in text]
+        body = [[c] + [r[i] for r in text] for i, c in enumerate(columns) if i > 0]
+        lines = _align([head] + body, [False] + [True] * len(text))
+        return "\n".join([lines[0], "-" * max(map(len, lines))] + lines[1:])
+    widths = [max(len(columns[i]), *(len(r[i]) for r in text)) for i in range(len(columns))]
+    return "\n".join([lines[0], _align([["-" * w for w in widths]], numeric)[0]] + lines[1:])
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    columns = [str(c) for c in frame.columns]
+    """A GitHub-flavoured pipe table; numbers right-aligned."""
+    columns = [str(c).replace("|", "\\|") for c in frame.columns]
     rows = [[_cell(v).replace("|", "\\|") for v in row] for row in frame.itertuples(index=False, name=None)]
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in frame.columns]
+    numeric = _numeric(frame)
     head = "| " + " | ".join(columns) + " |"
     rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
     return "\n".join([head, rule] + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "×": r"$\times$"}
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "×": r"$\times$", "µ": r"$\mu$", "<": r"\textless{}", ">": r"\textgreater{}"}
 
 
 def _latex_text(text: str) -> str:
@@ -88,12 +139,15 @@ def _latex_text(text: str) -> str:
 
 
 def _latex(frame: pd.DataFrame) -> str:
-    """A booktabs tabular (needs ``\\usepackage{booktabs}``); numbers right-aligned."""
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in frame.columns]
+    """A booktabs tabular (needs ``\\usepackage{booktabs}``); numbers right-aligned;
+    columns named in ``frame.attrs["latex_columns"]`` set as math."""
+    numeric = _numeric(frame)
+    math_columns = set(frame.attrs.get("latex_columns", ()))
     spec = "".join("r" if n else "l" for n in numeric)
     lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(_latex_text(str(c)) for c in frame.columns) + r" \\", r"\midrule"]
     for row in frame.itertuples(index=False, name=None):
-        lines.append(" & ".join(_latex_text(_cell(v)) for v in row) + r" \\")
+        cells = [f"${v}$" if c in math_columns and v is not None else _latex_text(_cell(v)) for c, v in zip(frame.columns, row)]
+        lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
 

@@ -47,6 +47,11 @@ class Config:
         self.data = dict(data)
         self.model_type = model_type
 
+    def absent(self, key: str) -> bool:
+        """The file leaves ``key`` out. transformers config classes then use the class
+        default, which may differ from what an explicit null means."""
+        return key not in self.data
+
     def get(self, *keys: str, default=_MISSING):
         """The first of ``keys`` present (aliases), else ``default``; required if no default."""
         for key in keys:
@@ -145,19 +150,27 @@ def _llama_like(
     head_dim_default: int | None = None,
     norm: Norm = Norm("rms"),
     norms=("attn.norm", "ffn.norm"),
+    kv_default: int | None = None,
     qk_norm: bool = False,
     fused: bool = False,
     activation_keys=("hidden_act",),
+    activation_default: str = "silu",
     windows: list[int | None] | None = None,
     moe: Callable[[int], MoE | None] = lambda i: None,
 ) -> dict:
-    """The decoder most families share: RoPE attention, gated FFN (or MoE), pre-norms."""
+    """The decoder most families share: RoPE attention, gated FFN (or MoE), pre-norms.
+
+    ``kv_default``: the config class's ``num_key_value_heads`` when the key is absent
+    (None: the head count, which is also what an explicit null means)."""
     hidden = c.int("hidden_size")
     heads = c.int("num_attention_heads")
     n_layers = c.int("num_hidden_layers")
-    kv_heads = c.int("num_key_value_heads", default=heads)
+    if kv_default is not None and c.absent("num_key_value_heads"):
+        kv_heads = kv_default
+    else:
+        kv_heads = c.int("num_key_value_heads", default=heads)
     head_dim = c.head_dim(hidden, heads, default=head_dim_default)
-    activation = c.activation(*activation_keys, default="silu")
+    activation = c.activation(*activation_keys, default=activation_default)
     windows = windows or [None] * n_layers
     dense = None
     layers = []
@@ -189,9 +202,13 @@ def _llama_like(
 
 
 def _qwen_windows(c: Config, rule: Callable[[int, int], bool]) -> list[int | None]:
+    """Qwen configs: windows only with ``use_sliding_window``; an absent ``sliding_window``
+    is the class default 4096, an explicit null means none."""
     n_layers = c.int("num_hidden_layers")
-    window = c.int("sliding_window", default=None) if c.bool("use_sliding_window", default=False) else None
-    max_window_layers = c.int("max_window_layers", default=28) if window else 0
+    window = None
+    if c.bool("use_sliding_window", default=False):
+        window = 4096 if c.absent("sliding_window") else c.int("sliding_window", default=None)
+    max_window_layers = c.int("max_window_layers", default=28, zero_ok=True) if window else 0
     return _layer_kinds(c, n_layers, window, lambda i: rule(i, max_window_layers))
 
 
@@ -206,12 +223,14 @@ def _mistral(c: Config) -> dict:
     # MistralConfig defaults sliding_window to 4096; the file says null when a model has none.
     window = c.int("sliding_window", default=None) if "sliding_window" in c.data else 4096
     n_layers = c.int("num_hidden_layers")
-    return _llama_like(c, qkv_bias=False, o_bias=False, windows=_layer_kinds(c, n_layers, window, lambda i: True))
+    windows = _layer_kinds(c, n_layers, window, lambda i: True)
+    return _llama_like(c, qkv_bias=False, o_bias=False, kv_default=8, windows=windows)
 
 
-def _routed(c: Config, experts_key: str, width_key: str, **shared) -> MoE:
+def _routed(c: Config, experts_keys: tuple[str, ...], width_key: str, **shared) -> MoE:
+    """Routed experts; ``experts_keys``: the field and its ``attribute_map`` alias."""
     return MoE(
-        num_experts=c.int(experts_key),
+        num_experts=c.int(*experts_keys),
         num_experts_per_tok=c.int("num_experts_per_tok"),
         moe_intermediate_size=c.int(width_key),
         activation=c.activation("hidden_act", default="silu"),
@@ -223,14 +242,14 @@ def _routed(c: Config, experts_key: str, width_key: str, **shared) -> MoE:
 def _mixtral(c: Config) -> dict:
     n_layers = c.int("num_hidden_layers")
     windows = _layer_kinds(c, n_layers, c.int("sliding_window", default=None), lambda i: True)
-    experts = _routed(c, "num_local_experts", "intermediate_size")
-    return _llama_like(c, qkv_bias=False, o_bias=False, windows=windows, moe=lambda i: experts)
+    experts = _routed(c, ("num_local_experts", "num_experts"), "intermediate_size")
+    return _llama_like(c, qkv_bias=False, o_bias=False, kv_default=8, windows=windows, moe=lambda i: experts)
 
 
 @reader("qwen2")
 def _qwen2(c: Config) -> dict:
     windows = _qwen_windows(c, lambda i, m: i >= m)
-    return _llama_like(c, qkv_bias=True, o_bias=False, windows=windows)
+    return _llama_like(c, qkv_bias=True, o_bias=False, kv_default=32, windows=windows)
 
 
 def _sparse_layers(c: Config, experts: MoE) -> Callable[[int], MoE | None]:
@@ -245,7 +264,7 @@ def _qwen2_moe(c: Config) -> dict:
     shared = c.int("shared_expert_intermediate_size")
     experts = _routed(
         c,
-        "num_experts",
+        ("num_experts",),
         "moe_intermediate_size",
         n_shared_experts=1,
         shared_expert_intermediate_size=shared,
@@ -253,22 +272,26 @@ def _qwen2_moe(c: Config) -> dict:
     )
     windows = _qwen_windows(c, lambda i, m: bool((i + 1) % 2) and i < m)
     bias = c.bool("qkv_bias", default=True)
-    return _llama_like(c, qkv_bias=bias, o_bias=False, windows=windows, moe=_sparse_layers(c, experts))
+    return _llama_like(c, qkv_bias=bias, o_bias=False, kv_default=16, windows=windows, moe=_sparse_layers(c, experts))
 
 
 @reader("qwen3")
 def _qwen3(c: Config) -> dict:
     bias = c.bool("attention_bias", default=False)
     windows = _qwen_windows(c, lambda i, m: i >= m)
-    return _llama_like(c, qkv_bias=bias, o_bias=bias, qk_norm=True, head_dim_default=128, windows=windows)
+    return _llama_like(
+        c, qkv_bias=bias, o_bias=bias, qk_norm=True, head_dim_default=128, kv_default=32, windows=windows
+    )
 
 
 @reader("qwen3_moe")
 def _qwen3_moe(c: Config) -> dict:
     bias = c.bool("attention_bias", default=False)
-    experts = _routed(c, "num_experts", "moe_intermediate_size")
+    experts = _routed(c, ("num_experts", "num_local_experts"), "moe_intermediate_size")
     windows = _qwen_windows(c, lambda i, m: True)
-    return _llama_like(c, qkv_bias=bias, o_bias=bias, qk_norm=True, windows=windows, moe=_sparse_layers(c, experts))
+    return _llama_like(
+        c, qkv_bias=bias, o_bias=bias, qk_norm=True, kv_default=4, windows=windows, moe=_sparse_layers(c, experts)
+    )
 
 
 @reader("gemma")
@@ -280,7 +303,9 @@ def _gemma(c: Config) -> dict:
         o_bias=bias,
         tie_default=True,
         head_dim_default=256,
-        activation_keys=("hidden_activation", "hidden_act"),
+        kv_default=16,
+        activation_keys=("hidden_act",),  # GemmaMLP reads hidden_act (default gelu_pytorch_tanh)
+        activation_default="gelu_pytorch_tanh",
     )
 
 
@@ -295,7 +320,9 @@ def _gemma2(c: Config) -> dict:
         o_bias=bias,
         tie_default=True,
         head_dim_default=256,
-        activation_keys=("hidden_activation", "hidden_act"),
+        kv_default=4,
+        activation_keys=("hidden_activation",),  # Gemma2MLP reads hidden_activation only
+        activation_default="gelu_pytorch_tanh",
         norms=("attn.norm", "attn.post_norm", "ffn.norm", "ffn.post_norm"),
         windows=windows,
     )
@@ -314,8 +341,18 @@ def _olmo(c: Config) -> dict:
     return _llama_like(c, qkv_bias=bias, o_bias=bias, norm=Norm("nonparametric"))
 
 
+#: DeepseekV2Config / DeepseekV3Config defaults for keys a file leaves out
+_DEEPSEEK_DEFAULTS = {
+    "deepseek_v2": {"n_shared_experts": 2, "first_k_dense_replace": 0, "experts_alias": "num_experts"},
+    "deepseek_v3": {"n_shared_experts": 1, "first_k_dense_replace": 3, "experts_alias": "num_local_experts"},
+}
+
+
 @reader("deepseek_v2", "deepseek_v3")
 def _deepseek(c: Config) -> dict:
+    """MLA + MoE. Layers from ``first_k_dense_replace`` on are MoE; transformers 5.23
+    does not read ``moe_layer_freq`` (every public DeepSeek config sets it to 1)."""
+    defaults = _DEEPSEEK_DEFAULTS[c.model_type]
     hidden = c.int("hidden_size")
     n_layers = c.int("num_hidden_layers")
     activation = c.activation("hidden_act", default="silu")
@@ -326,7 +363,8 @@ def _deepseek(c: Config) -> dict:
         qk_nope_head_dim=c.int("qk_nope_head_dim"),
         qk_rope_head_dim=c.int("qk_rope_head_dim"),
         v_head_dim=c.int("v_head_dim"),
-        q_lora_rank=c.int("q_lora_rank", default=None),
+        # absent: the class default 1536; null: queries projected directly (V2-Lite)
+        q_lora_rank=1536 if c.absent("q_lora_rank") else c.int("q_lora_rank", default=None),
         bias=bias,
     )
     mlp_bias = c.model_type == "deepseek_v2" and c.bool("mlp_bias", default=False)
@@ -334,18 +372,17 @@ def _deepseek(c: Config) -> dict:
         raise ConfigError("mlp_bias", "biases on DeepSeek expert MLPs are not supported")
     dense = None
     experts = MoE(
-        num_experts=c.int("n_routed_experts"),
+        num_experts=c.int("n_routed_experts", defaults["experts_alias"]),
         num_experts_per_tok=c.int("num_experts_per_tok"),
         moe_intermediate_size=c.int("moe_intermediate_size"),
-        n_shared_experts=c.int("n_shared_experts", default=0, zero_ok=True),
+        n_shared_experts=c.int("n_shared_experts", default=defaults["n_shared_experts"], zero_ok=True),
         shared_expert_intermediate_size=c.int("moe_intermediate_size"),
         activation=activation,
     )
-    first_dense = c.int("first_k_dense_replace", default=0, zero_ok=True)
-    freq = c.int("moe_layer_freq", default=1)
+    first_dense = c.int("first_k_dense_replace", default=defaults["first_k_dense_replace"], zero_ok=True)
     layers = []
     for i in range(n_layers):
-        if i >= first_dense and i % freq == 0:
+        if i >= first_dense:
             ffn = experts
         else:
             dense = dense or FFN(c.int("intermediate_size"), activation=activation)
@@ -409,8 +446,12 @@ def _falcon(c: Config) -> dict:
     hidden = c.int("hidden_size", "n_embed")
     heads = c.int("num_attention_heads", "n_head")
     head_dim = derived_head_dim(hidden, heads)
-    # The pre-"falcon" model types: RefinedWeb (40B) is the new decoder architecture.
-    new_arch = c.bool("new_decoder_architecture", default=c.model_type == "RefinedWeb")
+    # Legacy custom-code files (RefinedWeb, RefinedWebModel): transformers' converter
+    # (convert_custom_code_checkpoint.py) makes them the new decoder iff n_head_kv is given.
+    if c.model_type == "falcon":
+        new_arch = c.bool("new_decoder_architecture", default=False)
+    else:
+        new_arch = not c.absent("n_head_kv")
     if new_arch:
         kv_heads = c.int("num_kv_heads", "n_head_kv", default=heads)
     elif c.bool("multi_query", default=True):
@@ -421,7 +462,7 @@ def _falcon(c: Config) -> dict:
     parallel = c.bool("parallel_attn", default=True)
     if not parallel:
         norms = ("attn.norm", "ffn.norm")
-    elif new_arch and c.int("num_ln_in_parallel_attn", default=2) == 2:
+    elif c.int("num_ln_in_parallel_attn", default=2 if new_arch else None) == 2:
         norms = ("attn.norm", "ffn.norm")
     else:
         norms = ("attn.norm",)

@@ -98,10 +98,12 @@ class AttentionCall:
 
 
 def predict(call: AttentionCall, acc, efficiency: Efficiency = Efficiency()) -> dict:
-    """FLOPs, bytes, roofline time and achieved-rate prediction for ``call`` on ``acc``."""
+    """FLOPs, bytes, roofline time and achieved-rate prediction for ``call`` on ``acc``;
+    ``launches`` keeps each launch's ``(compute_s, memory_s)`` for calibrated models."""
     roof = Roof.of(acc, call.dtype, efficiency)
     values = call.values
     total = dict.fromkeys(("flops", "vector_flops", "bytes", "compute_s", "memory_s", "predicted_s"), 0.0)
+    launches = []
     for launch in call.kernels():
         compute = sum(value(roof.compute_time(op.matmul_flops, op.vector_flops), values) for op in launch)
         memory = sum(value(roof.memory_time(op.bytes), values) for op in launch)
@@ -111,6 +113,8 @@ def predict(call: AttentionCall, acc, efficiency: Efficiency = Efficiency()) -> 
         total["compute_s"] += compute
         total["memory_s"] += memory
         total["predicted_s"] += max(compute, memory)
+        launches.append((compute, memory))
     total["predicted_tflops_per_s"] = total["flops"] / total["predicted_s"] / 1e12
     total["bound"] = "compute" if total["compute_s"] >= total["memory_s"] else "memory"
+    total["launches"] = tuple(launches)  # (compute_s, memory_s) of each launch, in order
     return total

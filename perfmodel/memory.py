@@ -41,9 +41,10 @@ def inference_activation_bytes(table: Table) -> Expr:
     return Max(*(op.act_read_bytes + op.act_write_bytes for op in table.ops if op.pass_ == "fwd"))
 
 
-def memory(table: Table, context: Expr = S.t) -> dict[str, Expr]:
-    """Bytes by kind for the table's phase. Inference holds ``context`` cached tokens
-    (plus this step's); training holds gradients, optimizer states and activations."""
+def memory(table: Table) -> dict[str, Expr]:
+    """Bytes by kind for the table's phase. Inference holds the KV cache as it stands
+    after the step (``t + s`` tokens per sequence) and the step's largest working set;
+    training holds gradients, optimizer states and activations."""
     weights = table.params * S.B_w
     if table.options.training:
         recipe = RECIPES[table.options.optimizer]
@@ -57,7 +58,7 @@ def memory(table: Table, context: Expr = S.t) -> dict[str, Expr]:
     else:
         parts = {
             "weights_bytes": weights,
-            "kv_cache_bytes": kv_cache_bytes(table.arch, table.options, context),
+            "kv_cache_bytes": kv_cache_bytes(table.arch, table.options, S.t + S.s),
             "activation_bytes": inference_activation_bytes(table),
             "gradient_bytes": ZERO,
             "optimizer_bytes": ZERO,

@@ -10,6 +10,7 @@ hw-notes §4, or the user's), kept apart from the peaks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from sympy import Dummy, Expr, Integer, Max, Poly, PolynomialError, nsimplify, solve
@@ -43,7 +44,9 @@ class Efficiency:
         return cls(acc.matmul_efficiency or 1.0, acc.bandwidth_efficiency or 1.0)
 
 
+@lru_cache(maxsize=256)
 def _rate(value: float) -> Expr:
+    """A rate or fraction as an exact sympy number (cached: nsimplify is slow)."""
     return nsimplify(value, rational=True) if not isinstance(value, int) else Integer(value)
 
 
@@ -112,6 +115,12 @@ def bound(compute_s, memory_s) -> str:
 def step_time(times: list[OpTime]) -> Expr:
     """Time of a step: each operator runs at its own roofline, one after another."""
     return sum((t.time_s for t in times), Integer(0))
+
+
+def step_terms(times: list[OpTime]) -> tuple[Expr, Expr]:
+    """A step's total compute time and total memory time: the two sides the balance
+    batch equates (and the two curves of the balance chart)."""
+    return sum((t.compute_s for t in times), Integer(0)), sum((t.memory_s for t in times), Integer(0))
 
 
 @dataclass(frozen=True)

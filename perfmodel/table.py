@@ -75,7 +75,7 @@ class Table:
 
 def build(arch: Architecture, options: Options = Options()) -> Table:
     """The operator table of ``arch`` for ``options`` (phase and implementation)."""
-    block = embeddings(arch)
+    block = embeddings(arch, options)
     for group in arch.groups:
         block += layer_block(Site(group.repeat, group.label), group.layer, options)
     block += head(arch, options)

@@ -31,7 +31,8 @@ def kv_elements_per_token(att: Attention | LatentAttention, options: Options) ->
     MHA/GQA/MQA: K and V, ``2·n_kv·d_h``. MLA, absorbed (what a deployment caches,
     DeepSeek-V2 §2.1): the latent plus the shared RoPE key, ``d_c + d_h^R`` =
     ``r_kv + d_rope``. MLA, naive: decompressed K (``n_h·(d_nope+d_rope)``) and V
-    (``n_h·d_v``), as ``transformers`` caches them.
+    (``n_h·d_v``), as DeepSeek's reference ``attn_impl="naive"`` caches them
+    (``transformers`` 5.23 caches the latent and re-expands all of it every step).
     """
     if isinstance(att, Attention):
         return 2 * S.n_kv * S.d_h

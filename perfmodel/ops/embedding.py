@@ -6,24 +6,28 @@ from sympy import Integer
 
 from perfmodel import symbols as S
 from perfmodel.architecture import Architecture
-from perfmodel.ops.base import ELEMENTWISE_FLOPS, Block, Site, norm, tokens
+from perfmodel.ops.base import ELEMENTWISE_FLOPS, ZERO, Block, Site, norm, tokens
 from perfmodel.options import Options
 
 MODEL = Site()
 FP32_BYTES = Integer(4)
 
 
-def embeddings(arch: Architecture) -> Block:
+def embeddings(arch: Architecture, options: Options) -> Block:
     """Token lookup (a gather: one table row read per token) and learned absolute
-    positions if any (the same ``s`` rows for every sequence)."""
+    positions if any (the same ``s`` rows for every sequence). With dropout, training
+    keeps the embedding dropout's 1-byte mask (Korthikanti et al. 2022, §4.3: ``sbh``)."""
+    mask = tokens() * S.d if options.dropout and options.training else ZERO
+    learned = arch.max_position_embeddings is not None
     table = MODEL.tensor("embed.tokens.weight", (S.V, S.d), "embedding", embedding=True)
     lookup = MODEL.op(
         "embed.tokens",
         weight_bytes=tokens() * S.d * S.B_w,
         act_write_bytes=tokens() * S.d * S.B_a,
+        saved_bytes=ZERO if learned else mask,
     )
     block = Block((table,), (lookup,))
-    if arch.max_position_embeddings is not None:
+    if learned:
         positions = MODEL.tensor("embed.positions.weight", (S.P, S.d), "embedding", embedding=True)
         add = MODEL.op(
             "embed.positions",
@@ -31,6 +35,7 @@ def embeddings(arch: Architecture) -> Block:
             weight_bytes=S.s * S.d * S.B_w,
             act_read_bytes=tokens() * S.d * S.B_a,
             act_write_bytes=tokens() * S.d * S.B_a,
+            saved_bytes=mask,
         )
         block += Block((positions,), (add,))
     return block
@@ -57,7 +62,9 @@ def head(arch: Architecture, options: Options) -> Block:
             vector_flops=rows * S.V * ELEMENTWISE_FLOPS["softmax"],
             act_read_bytes=rows * S.V * S.B_a,
             act_write_bytes=rows * FP32_BYTES,
-            saved_bytes=rows * S.V * S.B_a,
+            # the fp32 probabilities: the loss runs on upcast logits (transformers'
+            # ForCausalLMLoss, Megatron; Korthikanti et al. 2022, §4.3: 4sbv bytes)
+            saved_bytes=rows * S.V * FP32_BYTES,
         )
         block += Block((), (loss,))
     return block

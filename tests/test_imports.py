@@ -1,0 +1,93 @@
+"""``import perfmodel``, ``perfmodel --help`` and the counting commands (params, shapes,
+kv-cache, formula) never load torch or transformers (CLI.md; briefing: "torch only in
+validation/measurement code, imported inside functions"); ``import perfmodel`` and
+``--help`` do not load matplotlib either.
+
+Each check runs in a fresh interpreter and reads ``sys.modules`` after the work is done;
+one also runs the real entry point under ``python3 -X importtime`` and reads every
+module it imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+HEAVY = ("torch", "transformers", "matplotlib")
+
+PROBE = r"""
+import contextlib, io, json, sys
+argv = json.loads(sys.argv[1])
+out, code = io.StringIO(), 0
+with contextlib.redirect_stdout(out):
+    if argv == "import":
+        import perfmodel
+    elif argv == "import+api":
+        import perfmodel
+        perfmodel.params(perfmodel.load_model("qwen3-30b-a3b"))
+    else:
+        import cli
+        try:
+            cli.main(argv)
+        except SystemExit as exc:
+            code = exc.code or 0
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers", "matplotlib"})
+print(json.dumps({"code": code, "output_chars": len(out.getvalue()), "heavy": heavy}))
+"""
+
+
+def probe(argv) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(argv)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_import_perfmodel_is_light():
+    assert probe("import")["heavy"] == []
+
+
+def test_library_queries_are_light():
+    """The lazy exports (load_model, params) resolve without torch or transformers."""
+    assert not set(probe("import+api")["heavy"]) & {"torch", "transformers"}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["params", "--help"], ["kv-cache", "--help"]], ids=" ".join)
+def test_help_is_light(argv):
+    r = probe(argv)
+    assert r["code"] == 0 and r["output_chars"] > 0
+    assert r["heavy"] == []
+
+
+COMMANDS = [
+    ["params", "--model", "deepseek-v3"],
+    ["shapes", "--model", "mixtral-8x7b"],
+    ["kv-cache", "--model", "gemma-2-9b", "--context", "8k"],
+    ["formula", "kv-cache", "--model", "llama-3-8b"],
+    ["formula", "params", "--model", "qwen3-30b-a3b", "--format", "json"],
+]
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
+def test_counting_commands_never_import_torch_or_transformers(argv):
+    r = probe(argv)
+    assert r["code"] == 0 and r["output_chars"] > 0, r
+    assert not set(r["heavy"]) & {"torch", "transformers"}, r["heavy"]
+
+
+def test_entry_point_importtime():
+    """``python3 -X importtime -m perfmodel kv-cache ...``: the import log (stderr) of
+    the real entry point names no heavy module."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "perfmodel", "kv-cache", "--model", "deepseek-v3", "--context", "4k"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "perfmodel" in imported and "sympy" in imported  # the log is read
+    assert not imported & {"torch", "transformers"}
