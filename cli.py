@@ -103,7 +103,7 @@ def impl_options(fn):
     fn = click.option("--dropout/--no-dropout", default=False, help="training keeps dropout masks (GPT-3 style)")(fn)
     fn = click.option("--optimizer", type=click.Choice(["mixed", "megatron-bf16", "megatron-fp16", "fp32"]), default="mixed", show_default=True, help="training recipe: bytes per parameter for gradients and optimizer states")(fn)
     fn = click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none", show_default=True, help="activation recomputation in training")(fn)
-    fn = click.option("--mla", type=click.Choice(["auto", "absorbed", "naive"]), default="auto", show_default=True, help="MLA form: absorbed (latent cache) or naive (decompressed K/V); auto = absorbed for decode")(fn)
+    fn = click.option("--mla", type=click.Choice(["auto", "absorbed", "expand", "naive"]), default="auto", show_default=True, help="MLA form: absorbed or expand (latent cache), naive (expanded K/V cached); auto = absorbed for decode, expand otherwise")(fn)
     fn = click.option("--causal-count", type=click.Choice(["exact", "half"]), default="exact", show_default=True, help="causal pairs: exact s(s+1)/2, or the FlashAttention papers' s²/2")(fn)
     fn = click.option("--mask", type=click.Choice(["causal", "none"]), default="causal", show_default=True, help="none: every query sees every key (what FlopCounterMode counts)")(fn)
     fn = click.option("--attention-impl", type=click.Choice(["fused", "naive"]), default="fused", show_default=True, help="fused (FlashAttention) or naive (scores written to memory)")(fn)
@@ -191,16 +191,16 @@ def shapes(arch):
 
 @cli.command("kv-cache")
 @model_option
-@click.option("--context", type=Count(0), required=True, help=f"tokens held per sequence ({SIZE_HELP})")
+@click.option("--context", type=Count(), required=True, help=f"tokens held per sequence ({SIZE_HELP})")
 @click.option("--batch", type=Count(), default=1, show_default=True, help="sequences")
 @click.option("--kv-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
-@click.option("--mla", type=click.Choice(["absorbed", "naive"]), default="absorbed", show_default=True, help="MLA cache: latent + RoPE key, or decompressed K/V")
+@click.option("--mla", type=click.Choice(["absorbed", "naive"]), default="absorbed", show_default=True, help="MLA cache: latent + RoPE key, or expanded K/V")
 @output_options
 def kv_cache(arch, context, batch, kv_dtype, mla):
     """KV-cache bytes per token and for a batch at a context length."""
     from perfmodel.api import kv_cache as kv
 
-    return kv(scenario(arch, "decode", batch=batch, seq=1, context=context, kv_dtype=kv_dtype, mla=mla))
+    return kv(scenario(arch, "prefill", batch=batch, seq=context, context=0, kv_dtype=kv_dtype, mla=mla))
 
 
 @cli.command()
@@ -222,7 +222,7 @@ def flops(arch, phase, by, **kw):
 @model_option
 @click.option("--phase", type=click.Choice(["infer", "train"]), default="infer", show_default=True)
 @click.option("--batch", type=Count(), default=1, show_default=True, help=f"sequences ({SIZE_HELP})")
-@click.option("--context", type=Count(), help=f"infer: tokens held per sequence ({SIZE_HELP}; default 2048)")
+@click.option("--context", type=Count(), help=f"infer: tokens held per sequence ({SIZE_HELP}; default 2048, or the learned positions)")
 @click.option("--seq", type=Count(), help="infer: prefill chunk whose working set is counted (default: the whole context); train: tokens per sequence (default 2048)")
 @dtype_options
 @impl_options
@@ -239,7 +239,7 @@ def memory(arch, phase, batch, context, seq, **kw):
         if context:
             raise PerfmodelError("--context: a training step has no KV cache; use --seq")
         return memory_report(scenario(arch, "train", batch=batch, seq=seq, **kw))
-    held = context or 2048
+    held = context or min(2048, arch.max_position_embeddings or 2048)
     chunk = seq or held
     if chunk > held:
         raise PerfmodelError(f"--seq {chunk} exceeds --context {held}: the chunk is part of the context")
@@ -258,7 +258,7 @@ def memory(arch, phase, batch, context, seq, **kw):
 @output_options
 def roofline(arch, phase, by, plot, **kw):
     """Per-operator time = max(FLOPs/peak, bytes/bandwidth), and what bounds it."""
-    from perfmodel.api import roofline as run
+    from perfmodel.api import roofline_report as run
 
     sc = scenario(arch, phase, **kw)
     frame = run(sc, by=by)

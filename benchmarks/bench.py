@@ -143,7 +143,7 @@ def bench_largest() -> None:
         return [value(getattr(op, f) * op.repeat, values) for op in table.ops for f in OP_FIELDS]
 
     eval_s, numbers = _clock(evaluate_all)
-    roof_s, frame = _clock(lambda: api.roofline(sc, by="operator"))
+    roof_s, frame = _clock(lambda: api.roofline_report(sc, by="operator"))
     roof_cpu = _clock.cpu
     print(f"(c) deepseek-v3 ({len(arch.layers)} layers, {len(table.ops)} operators, {len(table.tensors)} weight tensors), decode at batch 64, context 4k:")
     print(f"    load config {load_s * 1e3:.0f} ms; build decode table {build_s * 1e3:.0f} ms; "

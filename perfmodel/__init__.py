@@ -2,7 +2,7 @@
 
 Every quantity is a sympy expression over named symbols (:mod:`perfmodel.symbols`);
 numbers come from evaluating those expressions. Start with :func:`load_model`, then
-ask for DataFrames (:func:`params`, :func:`flops`, :func:`roofline`, …) or formulas
+ask for DataFrames (:func:`params`, :func:`flops`, :func:`roofline_report`, …) or formulas
 (:func:`quantity`). Names load on first use, so ``import perfmodel`` stays fast.
 """
 
@@ -18,7 +18,7 @@ _EXPORTS = {
     "memory_report": "perfmodel.api",
     "models": "perfmodel.api",
     "params": "perfmodel.api",
-    "roofline": "perfmodel.api",
+    "roofline_report": "perfmodel.api",
     "shapes": "perfmodel.api",
     "sweep": "perfmodel.sweeps",
     "FFN": "perfmodel.architecture",

@@ -19,7 +19,7 @@ from perfmodel import metrics
 from perfmodel import symbols as S
 from perfmodel.architecture import Architecture, LatentAttention
 from perfmodel.errors import PerfmodelError
-from perfmodel.evaluate import bindings, number, partial, value
+from perfmodel.evaluate import bindings, number, partial, value, vectorised
 from perfmodel.memory import memory
 from perfmodel.ops.base import tokens
 from perfmodel.presets import registry
@@ -73,15 +73,16 @@ def shapes(arch: Architecture) -> pd.DataFrame:
 
 
 def kv_cache(sc: Scenario) -> pd.DataFrame:
-    """KV-cache bytes per token and for ``batch`` sequences of ``context`` tokens."""
+    """KV-cache bytes per token, and for ``batch`` sequences holding the cache as it
+    stands after the scenario's step (``context + seq`` tokens each)."""
     per_token = metrics.kv_cache_bytes_per_token(sc.arch, sc.options)
-    total = metrics.kv_cache_bytes(sc.arch, sc.options)
+    total = metrics.kv_cache_bytes(sc.arch, sc.options, S.t + S.s)
     nbytes = value(total, sc.values)
     return pd.DataFrame(
         [
             {
                 "model": sc.arch.name,
-                "context": sc.context_tokens,
+                "context": sc.tokens_seen,
                 "batch": sc.batch,
                 "kv_dtype": sc.kv_dtype,
                 "kv_cache_bytes_per_token": value(per_token, sc.values),
@@ -182,8 +183,10 @@ def memory_report(sc: Scenario) -> pd.DataFrame:
 
 def _largest(expr: Expr, values: dict, symbol: Symbol, capacity: int, *, low: int = 1, high: int = 10**9) -> int | None:
     """The largest integer ``symbol`` with ``expr <= capacity`` (expr grows with it);
-    ``low - 1`` if none fits, None if all up to ``high`` do."""
+    ``low - 1`` if none fits, None if all up to ``high`` do. Bisects on the lambdified
+    expression, then settles the boundary with exact evaluation."""
     f = partial(expr, values, free=(symbol,))
+    fast = vectorised(f, {}, (symbol,))
 
     def fits(x: int) -> bool:
         return f.xreplace({symbol: Integer(x)}) <= capacity
@@ -195,11 +198,15 @@ def _largest(expr: Expr, values: dict, symbol: Symbol, capacity: int, *, low: in
     lo, hi = low, high
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        lo, hi = (mid, hi) if float(fast(mid)) <= capacity else (lo, mid)
+    while not fits(lo):  # float rounding at the boundary: step down to the exact answer
+        lo -= 1
+    while fits(lo + 1):
+        lo += 1
     return lo
 
 
-def roofline(sc: Scenario, by: str = "operator") -> pd.DataFrame:
+def roofline_report(sc: Scenario, by: str = "operator") -> pd.DataFrame:
     """Per operator (or layer, or total): FLOPs, bytes, compute and memory time, the
     roofline time and what bounds it; ``expected_time_s`` applies the efficiencies."""
     pure, expected = sc.roof(), sc.roof(expected=True)
@@ -313,9 +320,11 @@ def formula(name: str, sc: Scenario, *, as_latex: bool = False) -> pd.DataFrame:
     expr = q.build(sc).xreplace(sc.phase_values)
     shown = latex(expr) if as_latex else str(expr)
     legend = "; ".join(f"{s.name}: {S.describe(s).description}" for s in sorted(expr.free_symbols, key=str))
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         [{"quantity": q.name, "unit": q.unit, "expression": shown, "value": value(expr, sc.values), "symbols": legend}]
     )
+    frame.attrs["latex_columns"] = ["expression"] if as_latex else []
+    return frame
 
 
 def describe_symbols(names: Iterable[str]) -> pd.DataFrame:

@@ -118,6 +118,7 @@ class MoE:
     n_shared_experts: int = 0
     shared_expert_intermediate_size: int = 0  # width of one shared expert
     shared_expert_gate: bool = False  # Qwen-MoE: sigmoid gate Linear(d, 1) on the shared expert
+    shared_expert_bias: bool = False  # DeepSeek-V2 ``mlp_bias``: biases on the shared-expert MLP
     activation: str = "silu"
     gated: bool = True
 

@@ -152,7 +152,7 @@ def _resolve(item, overrides) -> tuple[str, Architecture]:
 
 def _row(label: str, arch: Architecture, acc, context: int, batch: int, prompt: int | None, dtypes: dict) -> dict:
     """Every figure from the query that owns it: ``params``, ``kv_cache``,
-    ``memory_report`` (as ``perfmodel memory --context T --batch B --mla absorbed``:
+    ``kv_cache`` and ``memory_report`` (as ``perfmodel kv-cache``/``memory --context T --batch B``:
     the KV cache of the context, an MLA model's as the latent cache ``kv-cache``
     counts, and the working set of prefilling it), ``roofline`` of one prompt's
     prefill and of a decode step, and ``balance``."""
@@ -160,10 +160,10 @@ def _row(label: str, arch: Architecture, acc, context: int, batch: int, prompt: 
     held = Scenario(arch, Options(phase="prefill", mla="absorbed"), batch=batch, seq=context, context=0, accelerator=acc, **dtypes)
     prefill = Scenario(arch, Options(phase="prefill"), batch=1, seq=prompt or context, context=0, accelerator=acc, **dtypes)
     counts = api.params(arch).iloc[0]
-    kv = api.kv_cache(decode).iloc[0]
+    kv = api.kv_cache(held).iloc[0]
     mem = api.memory_report(held).iloc[0]
-    first = api.roofline(prefill, by="total").iloc[0]
-    step = api.roofline(decode, by="total").iloc[0]
+    first = api.roofline_report(prefill, by="total").iloc[0]
+    step = api.roofline_report(decode, by="total").iloc[0]
     bal = api.balance(decode).iloc[0]
     return {
         "model": label,

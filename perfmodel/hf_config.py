@@ -367,9 +367,8 @@ def _deepseek(c: Config) -> dict:
         q_lora_rank=1536 if c.absent("q_lora_rank") else c.int("q_lora_rank", default=None),
         bias=bias,
     )
+    # DeepseekV2MLP (dense and shared experts) takes mlp_bias; V3's MLPs have none
     mlp_bias = c.model_type == "deepseek_v2" and c.bool("mlp_bias", default=False)
-    if mlp_bias:
-        raise ConfigError("mlp_bias", "biases on DeepSeek expert MLPs are not supported")
     dense = None
     experts = MoE(
         num_experts=c.int("n_routed_experts", defaults["experts_alias"]),
@@ -377,6 +376,7 @@ def _deepseek(c: Config) -> dict:
         moe_intermediate_size=c.int("moe_intermediate_size"),
         n_shared_experts=c.int("n_shared_experts", default=defaults["n_shared_experts"], zero_ok=True),
         shared_expert_intermediate_size=c.int("moe_intermediate_size"),
+        shared_expert_bias=mlp_bias,
         activation=activation,
     )
     first_dense = c.int("first_k_dense_replace", default=defaults["first_k_dense_replace"], zero_ok=True)
@@ -385,7 +385,7 @@ def _deepseek(c: Config) -> dict:
         if i >= first_dense:
             ffn = experts
         else:
-            dense = dense or FFN(c.int("intermediate_size"), activation=activation)
+            dense = dense or FFN(c.int("intermediate_size"), activation=activation, bias=mlp_bias)
             ffn = dense
         layers.append(Layer(attention, ffn, norm=Norm("rms")))
     return dict(

@@ -33,12 +33,15 @@ def training_activation_bytes(table: Table) -> Expr:
         if op.group != "model":
             per_layer[op.group] = per_layer.get(op.group, ZERO) + op.saved_bytes
     checkpoints = S.L * tokens() * S.d * S.B_a
-    return checkpoints + Max(*per_layer.values()) + model_level
+    return checkpoints + Max(*set(per_layer.values()), evaluate=False) + model_level
 
 
 def inference_activation_bytes(table: Table) -> Expr:
     """The largest live set of one forward operator: what it reads plus what it writes."""
-    return Max(*(op.act_read_bytes + op.act_write_bytes for op in table.ops if op.pass_ == "fwd"))
+    live = {op.act_read_bytes + op.act_write_bytes for op in table.ops if op.pass_ == "fwd"}
+    # unevaluated: sympy would otherwise try to order the symbolic terms (slow); the
+    # maximum is taken when numbers are substituted
+    return Max(*live, evaluate=False)
 
 
 def memory(table: Table) -> dict[str, Expr]:

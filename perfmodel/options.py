@@ -12,7 +12,7 @@ _CHOICES = {
     "attention_impl": ("fused", "naive"),
     "mask": ("causal", "none"),
     "causal_count": ("exact", "half"),
-    "mla": ("auto", "absorbed", "naive"),
+    "mla": ("auto", "absorbed", "expand", "naive"),
     "recompute": ("none", "selective", "full"),
 }
 
@@ -29,9 +29,13 @@ class Options:
       every query x every key, as FlopCounterMode counts an eager attention).
     - ``causal_count``: ``exact`` visible pairs ``s(s+1)/2`` or ``half``, the FlashAttention
       papers' ``s²/2`` (hw-notes §3).
-    - ``mla``: ``absorbed`` (cache the latent, fold the up-projections into Q and O: the
-      decode form) or ``naive`` (decompress K/V and cache them); ``auto`` = absorbed for
-      decode, naive for prefill and training.
+    - ``mla``: how multi-head latent attention runs and what it caches. ``absorbed``:
+      cache the latent and the shared RoPE key, fold ``kv_b_proj`` into the queries and
+      the output (DeepSeek's decode form). ``expand``: cache the latent, re-expand every
+      key with ``kv_b_proj`` at each step and attend like MHA (transformers 5.x; vLLM's
+      prefill). ``naive``: cache the expanded K and V (DeepSeek's reference "naive"
+      form). ``auto`` = absorbed for decode, expand for prefill and training: the cache
+      always holds the latent.
     - ``recompute``: activation recomputation in training (Korthikanti et al. 2022).
     - ``optimizer``: the training recipe's bytes per parameter (see ``ops.optimizer``).
     - ``dropout``: training keeps dropout masks (GPT-3 style); off for modern LLMs.
@@ -66,8 +70,11 @@ class Options:
         return not self.training
 
     @property
-    def mla_absorbed(self) -> bool:
-        return self.mla == "absorbed" or (self.mla == "auto" and self.phase == "decode")
+    def mla_form(self) -> str:
+        """The MLA form this step runs: ``absorbed``, ``expand`` or ``naive``."""
+        if self.mla == "auto":
+            return "absorbed" if self.phase == "decode" else "expand"
+        return self.mla
 
     @property
     def logits_for_all(self) -> bool:

@@ -144,16 +144,16 @@ def roofline_chart(sc, path, frame=None, *, labels: int = 8):
     """Attainable FLOP/s against arithmetic intensity (log-log) on ``sc``'s accelerator:
     the roof for the activation dtype (and, dashed, the expected roof with the
     efficiencies), the ridge point, and each forward operator over all its layers at
-    (FLOP/byte, FLOP / roofline time). ``frame``: ``api.roofline(sc)`` if already made;
+    (FLOP/byte, FLOP / roofline time). ``frame``: ``api.roofline_report(sc)`` if already made;
     the ``labels`` largest clusters of operators by time share are named."""
     import numpy as np
     from matplotlib.transforms import Bbox
 
-    from perfmodel.api import roofline
+    from perfmodel.api import roofline_report
 
     fmt = _format(path)
     acc = sc.require_accelerator()
-    frame = roofline(sc, by="operator") if frame is None else frame
+    frame = roofline_report(sc, by="operator") if frame is None else frame
     ops = frame[frame["pass"] == "fwd"]
     pure = sc.roof()
     peak, bandwidth, ridge = number(pure.peak), number(pure.bandwidth), number(pure.ridge_point)

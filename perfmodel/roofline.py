@@ -93,7 +93,7 @@ class OpTime:
 
     @property
     def time_s(self) -> Expr:
-        return Max(self.compute_s, self.memory_s)
+        return Max(self.compute_s, self.memory_s, evaluate=False)
 
 
 def op_times(ops, roof: Roof) -> list[OpTime]:

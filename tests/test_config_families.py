@@ -30,7 +30,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import hf_active, hf_meta_model, hf_numel, perfmodel_params
-from perfmodel.errors import ConfigError
 from perfmodel.hf_config import READERS, from_config
 
 pytestmark = [
@@ -509,13 +508,7 @@ def test_sweep_falcon(config):
     check(config)
 
 
-# ---------------------------------------------------------------------------------------
-# Where the library refuses what transformers would build, it says which field.
-
-def test_deepseek_v2_mlp_bias_is_refused_by_name():
-    """transformers puts biases on DeepSeek-V2's dense and shared-expert MLPs when
-    ``mlp_bias`` is true; perfmodel does not model that and must say so, not miscount."""
-    data = {"model_type": "deepseek_v2", **BASES["deepseek_v2"], "mlp_bias": True}
-    with pytest.raises(ConfigError) as err:
-        from_config(data)
-    assert err.value.field == "mlp_bias"
+def test_deepseek_v2_mlp_bias_matches_transformers():
+    """transformers puts biases on DeepSeek-V2's dense and shared-expert MLPs (not the
+    routed experts) when ``mlp_bias`` is true: the count follows, first layer dense."""
+    check({"model_type": "deepseek_v2", **BASES["deepseek_v2"], "mlp_bias": True, "first_k_dense_replace": 1})

@@ -36,7 +36,7 @@ def _frames() -> dict[str, pd.DataFrame]:
     sc = Scenario(GPT2, Options(phase="decode"), batch=4, context=512, accelerator=get_accelerator("h100"))
     return {
         "params": api.params(load_model("llama-3-8b")),
-        "roofline": api.roofline(sc, by="operator"),
+        "roofline": api.roofline_report(sc, by="operator"),
         "memory": api.memory_report(sc),
         "mixed": pd.DataFrame({"name": ["a", "b_%", "c&d"], "count": pd.Series([1, None, 2**60 + 1], dtype=object), "x": [0.1, 1 / 3, 4.2e-5]}),
     }

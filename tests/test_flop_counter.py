@@ -94,19 +94,6 @@ def kv_bytes(arch, options: Options, context: int) -> int:
     return value(metrics.kv_cache_bytes(arch, options), bindings(arch, b=B, t=context))
 
 
-def mla_reexpansion(name: str, context: int) -> int:
-    """transformers 5.23 caches DeepSeek's compressed latent (``r_kv``) and shared RoPE key
-    (``d_rope``), our absorbed cache, but attends in the naive form, re-expanding every
-    cached latent with ``kv_b_proj`` at each step (``expand_kv`` in modeling_deepseek_v2.py).
-    Our ``mla=naive`` expands only the new tokens and reads expanded K/V from its cache, so
-    the counter sees ``2·b·t·r_kv·n_h·(d_nope + d_v)`` more FLOPs per MLA layer."""
-    config = json.loads(preset_path(name).read_text())
-    if "kv_lora_rank" not in config:
-        return 0
-    per_layer = 2 * B * context * config["kv_lora_rank"] * config["num_attention_heads"]
-    return config["num_hidden_layers"] * per_layer * (config["qk_nope_head_dim"] + config["v_head_dim"])
-
-
 #: prompt length and cached tokens for the decode step: Phi-3-mini's 2100 passes its
 #: 2047-token window, so its decode reads only the last W − 1 cached keys plus its own
 PROMPT = {"phi-3-mini-4k-instruct": 2100}
@@ -126,7 +113,10 @@ def test_inference_steps_match(name):
     model, mode = fake_model(name)
     arch = load_model(name)
     prompt = PROMPT.get(name, S)
-    mla = "naive" if "kv_lora_rank" in json.loads(preset_path(name).read_text()) else "auto"
+    # transformers 5.23 caches DeepSeek's compressed latent and shared RoPE key, and at
+    # every step re-expands every cached latent with kv_b_proj (``expand_kv`` in
+    # modeling_deepseek_v2.py): our ``mla=expand`` form (``auto`` picks absorbed for decode)
+    mla = "expand" if "kv_lora_rank" in json.loads(preset_path(name).read_text()) else "auto"
     with mode, torch.no_grad():
         if name not in TRAINED:
             every = counted(lambda: model(input_ids=ids(B, S), use_cache=False))
@@ -139,10 +129,10 @@ def test_inference_steps_match(name):
         chunk = counted(lambda: model(input_ids=ids(B, 3), past_key_values=cache)) if name in CHUNKED else None
     assert prefill == ours(name, Options(phase="prefill", mask="none", mla=mla), seq=prompt)
     step = Options(phase="decode", mask="none", mla=mla)
-    assert decode == ours(name, step, seq=1, context=prompt) + mla_reexpansion(name, prompt)
+    assert decode == ours(name, step, seq=1, context=prompt)
     if chunk is not None:
         assert chunk == ours(name, step, seq=3, context=prompt + 1)
-    cached = Options(phase="decode", mla="absorbed")  # the form transformers caches MLA in
+    cached = step  # expand and absorbed both cache the latent, as transformers does
     assert after_prefill == kv_bytes(arch, cached, prompt)
     assert after_decode == kv_bytes(arch, cached, prompt + 1)
 

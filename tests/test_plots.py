@@ -73,7 +73,7 @@ def test_roofline_chart_axes_roof_and_points(tmp_path):
     assert ridge.get_xdata()[0] == pytest.approx(312 / 2.039, rel=1e-12)
     # One marker per forward operator that has both FLOPs and bytes, every one on or
     # under the roof min(312, 2.039 · intensity) TFLOP/s.
-    frame = api.roofline(sc)
+    frame = api.roofline_report(sc)
     drawable = frame[(frame["flops"] > 0) & (frame["bytes"] > 0)]
     offsets = np.concatenate([c.get_offsets() for c in ax.collections])
     assert len(offsets) == len(drawable)

@@ -130,11 +130,11 @@ def test_llama2_7b_decode_at_batch_1_reads_its_weights_once():
     weights_read = 2 * (6_738_415_616 - 32000 * 4096 + 4096)
     sc = pm.Scenario(pm.load_model("llama-2-7b"), pm.Options(phase="decode"), batch=1, context=0,
                      accelerator=get_accelerator("a100-80gb-sxm"))
-    row = api.roofline(sc, by="total").iloc[0]
+    row = api.roofline_report(sc, by="total").iloc[0]
     floor = weights_read / 2039e9
     assert floor < row["time_s"] < 1.002 * floor
     assert row["ridge_point_flop_per_byte"] == pytest.approx(312 / 2.039, rel=1e-9)
-    ops = api.roofline(sc, by="operator")
+    ops = api.roofline_report(sc, by="operator")
     weighted = ops[ops["operator"].str.endswith("_proj") | (ops["operator"] == "lm_head")]
     assert set(weighted["bound"]) == {"memory"}
 

@@ -7,6 +7,8 @@ and every attention FLOP and byte are defined here once.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sympy import Expr, Integer, Min
 
 from perfmodel import symbols as S
@@ -28,17 +30,16 @@ from perfmodel.options import Options
 def kv_elements_per_token(att: Attention | LatentAttention, options: Options) -> Expr:
     """Cache elements one token adds to one layer.
 
-    MHA/GQA/MQA: K and V, ``2·n_kv·d_h``. MLA, absorbed (what a deployment caches,
-    DeepSeek-V2 §2.1): the latent plus the shared RoPE key, ``d_c + d_h^R`` =
-    ``r_kv + d_rope``. MLA, naive: decompressed K (``n_h·(d_nope+d_rope)``) and V
-    (``n_h·d_v``), as DeepSeek's reference ``attn_impl="naive"`` caches them
-    (``transformers`` 5.23 caches the latent and re-expands all of it every step).
+    MHA/GQA/MQA: K and V, ``2·n_kv·d_h``. MLA caching the latent (``absorbed`` and
+    ``expand`` forms; what a deployment caches, DeepSeek-V2 §2.1, and what transformers
+    caches): ``d_c + d_h^R`` = ``r_kv + d_rope``. MLA ``naive``: expanded K
+    (``n_h·(d_nope+d_rope)``) and V (``n_h·d_v``), DeepSeek's reference naive form.
     """
     if isinstance(att, Attention):
         return 2 * S.n_kv * S.d_h
-    if options.mla_absorbed:
-        return S.r_kv + S.d_rope
-    return S.n_h * (S.d_nope + S.d_rope + S.d_v)
+    if options.mla_form == "naive":
+        return S.n_h * (S.d_nope + S.d_rope + S.d_v)
+    return S.r_kv + S.d_rope
 
 
 def cached_tokens(att: Attention | LatentAttention, context: Expr) -> Expr:
@@ -86,19 +87,22 @@ def attention_core(
     v_dim: Expr,
     k_per_key: Expr,
     v_per_key: Expr,
+    from_cache: bool | None = None,
 ) -> tuple:
     """QKᵀ, softmax and PV over the visible pairs; fused kernels keep scores on chip.
 
     ``k_per_key``/``v_per_key``: elements read per key (all K/V heads). At inference
-    they come from the cache (``B_kv``); in training they are activations (``B_a``).
+    they come from the cache (``B_kv``); in training, or when freshly expanded from an
+    MLA latent (``from_cache=False``), they are activations (``B_a``).
     """
+    from_cache = options.caching if from_cache is None else from_cache
     pairs = S.b * heads * visible_pairs(att, options)
     score_elements = S.b * heads * S.s * keys_read(att)  # what a naive kernel materialises
     naive = options.attention_impl == "naive"
     keys = S.b * keys_read(att)
     q_bytes = tokens() * heads * qk_dim * S.B_a
     o_bytes = tokens() * heads * v_dim * S.B_a
-    if options.caching:
+    if from_cache:
         k_cache, v_cache = keys * k_per_key * S.B_kv, keys * v_per_key * S.B_kv
         k_act = v_act = ZERO
     else:
@@ -200,9 +204,11 @@ def _standard(site: Site, att: Attention, options: Options) -> Block:
 
 
 def _latent(site: Site, att: LatentAttention, options: Options) -> Block:
-    """MLA. Naive: decompress K/V with ``kv_b_proj`` and attend like MHA over
-    ``d_nope + d_rope``. Absorbed: fold ``kv_b_proj``'s key half into the queries and
-    its value half after PV, so attention runs MQA-like over the cached latent."""
+    """MLA in one of three forms (see ``Options.mla``). Naive: expand the new tokens'
+    K/V with ``kv_b_proj``, cache them, attend like MHA over ``d_nope + d_rope``.
+    Expand: cache the latent, expand every key (cached and new) each step. Absorbed:
+    fold ``kv_b_proj``'s key half into the queries and its value half after PV, so
+    attention runs MQA-like over the cached latent."""
     qk_head = S.d_nope + S.d_rope
     if att.q_lora_rank is None:
         block = linear(site, "attn.q_proj", S.d, S.n_h * qk_head, "attention")
@@ -217,20 +223,27 @@ def _latent(site: Site, att: LatentAttention, options: Options) -> Block:
     block += norm(site, "attn.kv_a_norm", S.r_kv, "rms", False)
     block += Block((), _rope(site, S.n_h + 1, S.d_rope))
     kv_b_out = S.n_h * (S.d_nope + S.d_v)
-    if not options.mla_absorbed:
+    form = options.mla_form
+    if form == "naive":
         block += linear(site, "attn.kv_b_proj", S.r_kv, kv_b_out, "attention")
         block += Block((), _cache_write(site, att, options))
-        core = attention_core(
-            site,
-            att,
-            options,
-            heads=S.n_h,
-            qk_dim=qk_head,
-            v_dim=S.d_v,
-            k_per_key=S.n_h * qk_head,
-            v_per_key=S.n_h * S.d_v,
-        )
-        block += Block((), core)
+        block += Block((), attention_core(
+            site, att, options, heads=S.n_h, qk_dim=qk_head, v_dim=S.d_v,
+            k_per_key=S.n_h * qk_head, v_per_key=S.n_h * S.d_v,
+        ))
+    elif form == "expand":
+        block += Block((), _cache_write(site, att, options))
+        expand = linear(site, "attn.kv_b_proj", S.r_kv, kv_b_out, "attention", rows=S.b * keys_read(att))
+        tensors, (op,) = expand.tensors, expand.ops
+        if options.caching:
+            # the cached tokens' latents (and RoPE keys) come from the cache, the new ones from kv_a_proj
+            cached = S.b * cached_tokens(att, S.t)
+            op = replace(op, act_read_bytes=tokens() * S.r_kv * S.B_a, kv_read_bytes=cached * (S.r_kv + S.d_rope) * S.B_kv)
+        block += Block(tensors, (op,))
+        block += Block((), attention_core(
+            site, att, options, heads=S.n_h, qk_dim=qk_head, v_dim=S.d_v,
+            k_per_key=S.n_h * qk_head, v_per_key=S.n_h * S.d_v, from_cache=False,
+        ))
     else:
         # kv_b_proj's weight, read in two halves by the absorbed projections
         block += Block((site.tensor("attn.kv_b_proj.weight", (kv_b_out, S.r_kv), "attention"),), _cache_write(site, att, options))
@@ -243,12 +256,7 @@ def _latent(site: Site, att: LatentAttention, options: Options) -> Block:
             saved_bytes=tokens() * S.n_h * S.d_nope * S.B_a,
         )
         qk, softmax, pv = attention_core(
-            site,
-            att,
-            options,
-            heads=S.n_h,
-            qk_dim=S.r_kv + S.d_rope,
-            v_dim=S.r_kv,
+            site, att, options, heads=S.n_h, qk_dim=S.r_kv + S.d_rope, v_dim=S.r_kv,
             k_per_key=S.r_kv + S.d_rope,
             v_per_key=ZERO,  # the latent read for the scores serves as the values
         )

@@ -107,7 +107,14 @@ def moe_block(site: Site, moe: MoE) -> Block:
     block += Block((up_tensor, down_tensor), (up, act, down, combine))
     if moe.n_shared_experts:
         block += mlp(
-            site, "moe.shared", S.E_s * S.d_se, gated=moe.gated, activation=moe.activation, block="moe", save_input=False
+            site,
+            "moe.shared",
+            S.E_s * S.d_se,
+            gated=moe.gated,
+            activation=moe.activation,
+            bias=moe.shared_expert_bias,
+            block="moe",
+            save_input=False,
         )
         if moe.shared_expert_gate:
             block += linear(site, "moe.shared_gate", S.d, 1, "moe", save_input=False)
