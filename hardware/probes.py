@@ -14,14 +14,12 @@ Run ``python3 -m hardware.probes --out measured.json`` on the machine to measure
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import json
 import math
 import os
 import platform
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 
 from hardware.accelerator import Accelerator
@@ -369,24 +367,12 @@ def _plain(value):
     return value
 
 
-def accelerator_to_dict(acc: Accelerator) -> dict:
-    """The user-file JSON object: exactly the Accelerator field names, plain values."""
-    out = {}
-    for f in dataclasses.fields(Accelerator):
-        value = getattr(acc, f.name)
-        if isinstance(value, Mapping):
-            value = dict(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
-
-
 def save_accelerator(acc: Accelerator, path) -> None:
-    """Write ``acc`` as a JSON user file (the format ``hardware.catalog`` loads)."""
-    with open(path, "w") as f:
-        json.dump(accelerator_to_dict(acc), f, indent=2, default=_plain, allow_nan=False)
-        f.write("\n")
+    """Write ``acc`` as a JSON user file (the format ``hardware.catalog`` loads back)."""
+    from hardware.catalog import dump_accelerator_file
+
+    dump_accelerator_file(acc, path)
+
 
 
 def main(argv=None) -> int:

@@ -170,16 +170,24 @@ def _cpu_llc_bytes() -> int:
     return best
 
 
-def _time_cpu(fn, warmup, trials, min_time_s, inner_repeats, max_inner, flush_l2, flush_bytes, before_each):
-    clock = time.perf_counter_ns
-    flush = _cpu_flusher(flush_bytes) if flush_l2 else None
-    per_call = flush is not None or before_each is not None
+def _preparer(flush, before_each):
+    """The untimed work before each call: an optional cache flush, then the user's hook."""
 
     def prepare():
         if flush is not None:
             flush()
         if before_each is not None:
             before_each()
+
+    return prepare
+
+
+def _time_cpu(fn, warmup, trials, min_time_s, inner_repeats, max_inner, flush_l2, flush_bytes, before_each):
+    clock = time.perf_counter_ns
+    flush = _cpu_flusher(flush_bytes) if flush_l2 else None
+    per_call = flush is not None or before_each is not None
+
+    prepare = _preparer(flush, before_each)
 
     warm = []  # includes prepare(), so a per-call trial's wall time stays near min_time_s
     for _ in range(max(warmup, 1 if inner_repeats is None else 0)):
@@ -228,11 +236,7 @@ def _time_cuda(fn, device, warmup, trials, min_time_s, inner_repeats, max_inner,
             flush = cache.zero_
         per_call = flush is not None or before_each is not None
 
-        def prepare():
-            if flush is not None:
-                flush()
-            if before_each is not None:
-                before_each()
+        prepare = _preparer(flush, before_each)
 
         def event():
             return torch.cuda.Event(enable_timing=True)

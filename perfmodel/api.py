@@ -212,7 +212,8 @@ def roofline_report(sc: Scenario, by: str = "operator") -> pd.DataFrame:
     pure, expected = sc.roof(), sc.roof(expected=True)
     rows = []
     for labels, members in _aggregate(sc, by):
-        sums = dict.fromkeys(("flops", "bytes", "compute_time_s", "memory_time_s", "time_s", "expected_time_s"), 0.0)
+        # counts stay exact integers; times are floats
+        sums = {"flops": 0, "bytes": 0, **dict.fromkeys(("compute_time_s", "memory_time_s", "time_s", "expected_time_s"), 0.0)}
         for op, repeat in members:
             times = {}
             for key, roof in (("", pure), ("expected_", expected)):
@@ -284,6 +285,12 @@ def balance(sc: Scenario, by: str = "total") -> pd.DataFrame:
         values,
     )
     limit = context_limit(compute, mem, values)
+    reason = whole.reason
+    if not whole.exists and limit is not None:
+        reason += (
+            f"; a balance point exists only at contexts up to {limit} tokens" if limit >= 0
+            else "; none exists at any context (even 0)"
+        )
     row = {
         **{k: v for k, v in _step_labels(sc).items() if k != "batch"},
         "gpu": sc.accelerator.name,
@@ -291,7 +298,7 @@ def balance(sc: Scenario, by: str = "total") -> pd.DataFrame:
         "kv_dtype": sc.kv_dtype,
         "balance_batch": _num(whole.batch),
         "balance_batch_exact": None if whole.batch is None else str(whole.batch),
-        "reason": whole.reason,
+        "reason": reason,
         "balance_batch_weights_only": _num(textbook.batch),
         "max_context_with_balance": limit,
         "ridge_point_flop_per_byte": number(roof.ridge_point),

@@ -54,14 +54,29 @@ class Attention:
     qkv_bias: bool = False
     o_bias: bool = False
     fused_qkv: bool = False
-    qk_norm: bool = False  # per-head RMSNorm on queries and keys (Qwen3)
-    rope: bool = True  # rotary embedding on queries and keys (False: learned positions or ALiBi)
+    qk_norm: bool = False  # norms on the queries and keys (Qwen3, Gemma3, OLMo2, Cohere)
+    #: the q/k norms' kind: RMSNorm, or LayerNorm (Cohere: no bias)
+    qk_norm_kind: Norm = Norm("rms")
+    #: "head": one d_h weight every head shares (Qwen3, Gemma3); "projection": a weight per
+    #: feature of the whole projection, n·d_h (OLMo2/OLMoE normalise it whole; Cohere per head)
+    qk_norm_weight: str = "head"
+    rope: bool = True  # rotary embedding on queries and keys (False: learned positions, ALiBi, NoPE layers)
+    rotary_dim: int | None = None  # RoPE on each head's first rotary_dim features only (None: all d_h)
+    sinks: bool = False  # a learned sink logit per head joins every softmax (gpt-oss)
 
     def __post_init__(self):
         for f in ("num_attention_heads", "num_key_value_heads", "head_dim"):
             _positive("attention", f, getattr(self, f))
         if self.sliding_window is not None:
             _positive("attention", "sliding_window", self.sliding_window)
+        if self.rotary_dim is not None:
+            _positive("attention", "rotary_dim", self.rotary_dim)
+            if self.rotary_dim > self.head_dim:
+                raise ConfigError("partial_rotary_factor", f"rotates {self.rotary_dim} of {self.head_dim} head features")
+        if self.qk_norm_weight not in ("head", "projection"):
+            raise ConfigError("qk_norm", f"unknown q/k norm weight layout {self.qk_norm_weight!r}")
+        if self.qk_norm_kind.kind == "nonparametric":
+            raise ConfigError("qk_norm", "a parameter-free q/k norm is not supported")
         if self.num_attention_heads % self.num_key_value_heads:
             raise ConfigError(
                 "num_key_value_heads",
@@ -119,6 +134,8 @@ class MoE:
     shared_expert_intermediate_size: int = 0  # width of one shared expert
     shared_expert_gate: bool = False  # Qwen-MoE: sigmoid gate Linear(d, 1) on the shared expert
     shared_expert_bias: bool = False  # DeepSeek-V2 ``mlp_bias``: biases on the shared-expert MLP
+    expert_bias: bool = False  # biases on every routed expert's projections (gpt-oss)
+    router_bias: bool = False  # a bias on the router's logits (gpt-oss)
     activation: str = "silu"
     gated: bool = True
 
@@ -163,7 +180,9 @@ class Layer:
     def attention_label(self) -> str:
         if self.attention is None:
             return "noattn"
-        return "swa" if self.attention.sliding_window else "full"
+        label = "swa" if self.attention.sliding_window else "full"
+        # NoPE layers among RoPE ones (SmolLM3)
+        return label if getattr(self.attention, "rope", True) else f"{label}_nope"
 
     @property
     def ffn_label(self) -> str:
@@ -192,6 +211,7 @@ class Architecture:
     final_norm: Norm = Norm()
     #: learned absolute position embeddings (GPT-2); None for RoPE/ALiBi models
     max_position_embeddings: int | None = None
+    lm_head_bias: bool = False  # a bias on the logits (Phi-1/2)
     family: str = "custom"
     source: str = ""
 

@@ -84,6 +84,11 @@ class Config:
         except (KeyError, TypeError):
             raise ConfigError(keys[0], f"unsupported activation {value!r} (known: {', '.join(_ACTIVATIONS)})") from None
 
+    def nullable_int(self, key: str, class_default: int) -> int | None:
+        """A field whose config class has a default but accepts null: absent means
+        ``class_default``, an explicit null means none (``sliding_window``…)."""
+        return class_default if self.absent(key) else self.int(key, default=None)
+
     def int_list(self, key: str) -> list[int]:
         value = self.get(key, default=None) or []
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
@@ -101,6 +106,27 @@ def derived_head_dim(hidden: int, heads: int) -> int:
     if hidden % heads:
         raise ConfigError("num_attention_heads", f"hidden_size={hidden} is not divisible by num_attention_heads={heads}")
     return hidden // heads
+
+
+def _rotary_dim(c: Config, head_dim: int, order: tuple[str, ...], default: float) -> int | None:
+    """Features of each head RoPE rotates, ``int(head_dim · partial_rotary_factor)`` as
+    transformers computes it; None when all. ``order``: where each config class looks for
+    the factor first: ``"rope"`` (inside ``rope_parameters``/``rope_scaling``) or a
+    top-level key (``partial_rotary_factor``, GPT-NeoX's ``rotary_pct``)."""
+    rope = c.get("rope_parameters", "rope_scaling", default={})
+    nested = rope.get("partial_rotary_factor") if isinstance(rope, dict) else None
+    factor, field = default, "partial_rotary_factor"
+    for key in order:
+        found = nested if key == "rope" else c.get(key, default=None)
+        if found is not None:
+            factor, field = found, ("partial_rotary_factor" if key == "rope" else key)
+            break
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
+        raise ConfigError(field, f"must be in (0, 1], got {factor!r}")
+    dims = int(head_dim * factor)
+    if dims < 1:
+        raise ConfigError(field, f"rotates no feature of a {head_dim}-wide head")
+    return None if dims == head_dim else dims
 
 
 Reader = Callable[[Config], dict]
@@ -157,11 +183,16 @@ def _llama_like(
     activation_default: str = "silu",
     windows: list[int | None] | None = None,
     moe: Callable[[int], MoE | None] = lambda i: None,
+    gated: bool = True,
+    parallel: bool = False,
+    rope: Callable[[int], bool] = lambda i: True,
+    **attention,
 ) -> dict:
     """The decoder most families share: RoPE attention, gated FFN (or MoE), pre-norms.
 
     ``kv_default``: the config class's ``num_key_value_heads`` when the key is absent
-    (None: the head count, which is also what an explicit null means)."""
+    (None: the head count, which is also what an explicit null means). ``rope``: which
+    layers rotate queries and keys; ``attention``: further :class:`Attention` fields."""
     hidden = c.int("hidden_size")
     heads = c.int("num_attention_heads")
     n_layers = c.int("num_hidden_layers")
@@ -175,7 +206,7 @@ def _llama_like(
     dense = None
     layers = []
     for i in range(n_layers):
-        attention = Attention(
+        layer_attention = Attention(
             num_attention_heads=heads,
             num_key_value_heads=kv_heads,
             head_dim=head_dim,
@@ -184,14 +215,16 @@ def _llama_like(
             o_bias=o_bias,
             fused_qkv=fused,
             qk_norm=qk_norm,
+            rope=rope(i),
+            **attention,
         )
         ffn = moe(i)
         if ffn is None:
             dense = dense or FFN(
-                c.int("intermediate_size"), gated=True, activation=activation, bias=mlp_bias, fused_gate_up=fused
+                c.int("intermediate_size"), gated=gated, activation=activation, bias=mlp_bias, fused_gate_up=fused
             )
             ffn = dense
-        layers.append(Layer(attention, ffn, norm=norm, norms=norms))
+        layers.append(Layer(layer_attention, ffn, norm=norm, norms=norms, parallel=parallel))
     return dict(
         vocab_size=c.int("vocab_size"),
         hidden_size=hidden,
@@ -207,21 +240,25 @@ def _qwen_windows(c: Config, rule: Callable[[int, int], bool]) -> list[int | Non
     n_layers = c.int("num_hidden_layers")
     window = None
     if c.bool("use_sliding_window", default=False):
-        window = 4096 if c.absent("sliding_window") else c.int("sliding_window", default=None)
+        window = c.nullable_int("sliding_window", 4096)
     max_window_layers = c.int("max_window_layers", default=28, zero_ok=True) if window else 0
     return _layer_kinds(c, n_layers, window, lambda i: rule(i, max_window_layers))
 
 
-@reader("llama")
+@reader("llama", "granite")
 def _llama(c: Config) -> dict:
+    """Llama, and Granite: Llama's tensors; its embedding, residual, attention and logit
+    multipliers scale activations and change no count."""
     bias = c.bool("attention_bias", default=False)
     return _llama_like(c, qkv_bias=bias, o_bias=bias, mlp_bias=c.bool("mlp_bias", default=False))
 
 
-@reader("mistral")
+@reader("mistral", "ministral")
 def _mistral(c: Config) -> dict:
-    # MistralConfig defaults sliding_window to 4096; the file says null when a model has none.
-    window = c.int("sliding_window", default=None) if "sliding_window" in c.data else 4096
+    """Mistral and Ministral. Both config classes default ``sliding_window`` to 4096 (the
+    file says null when a model has none) on every layer unless ``layer_types`` says
+    otherwise, and ``num_key_value_heads`` to 8."""
+    window = c.nullable_int("sliding_window", 4096)
     n_layers = c.int("num_hidden_layers")
     windows = _layer_kinds(c, n_layers, window, lambda i: True)
     return _llama_like(c, qkv_bias=False, o_bias=False, kv_default=8, windows=windows)
@@ -309,36 +346,179 @@ def _gemma(c: Config) -> dict:
     )
 
 
+#: what Gemma 2 and 3 share: tied head, 256-wide heads, 4 KV heads by default, the MLP
+#: reading ``hidden_activation`` only, and a norm before and after each half-block
+_GEMMA_2_3 = dict(
+    tie_default=True,
+    head_dim_default=256,
+    kv_default=4,
+    activation_keys=("hidden_activation",),
+    activation_default="gelu_pytorch_tanh",
+    norms=("attn.norm", "attn.post_norm", "ffn.norm", "ffn.post_norm"),
+)
+
+
 @reader("gemma2")
 def _gemma2(c: Config) -> dict:
     bias = c.bool("attention_bias", default=False)
     n_layers = c.int("num_hidden_layers")
-    windows = _layer_kinds(c, n_layers, c.int("sliding_window", default=4096), lambda i: bool((i + 1) % 2))
-    return _llama_like(
-        c,
-        qkv_bias=bias,
-        o_bias=bias,
-        tie_default=True,
-        head_dim_default=256,
-        kv_default=4,
-        activation_keys=("hidden_activation",),  # Gemma2MLP reads hidden_activation only
-        activation_default="gelu_pytorch_tanh",
-        norms=("attn.norm", "attn.post_norm", "ffn.norm", "ffn.post_norm"),
-        windows=windows,
-    )
+    windows = _layer_kinds(c, n_layers, c.nullable_int("sliding_window", 4096), lambda i: bool((i + 1) % 2))
+    return _llama_like(c, qkv_bias=bias, o_bias=bias, windows=windows, **_GEMMA_2_3)
 
 
 @reader("phi3")
 def _phi3(c: Config) -> dict:
     n_layers = c.int("num_hidden_layers")
     windows = _layer_kinds(c, n_layers, c.int("sliding_window", default=None), lambda i: True)
-    return _llama_like(c, qkv_bias=False, o_bias=False, fused=True, windows=windows)
+    heads = c.int("num_attention_heads")
+    rotary = _rotary_dim(c, c.head_dim(c.int("hidden_size"), heads), ("rope", "partial_rotary_factor"), 1.0)
+    return _llama_like(c, qkv_bias=False, o_bias=False, fused=True, windows=windows, rotary_dim=rotary)
 
 
 @reader("olmo")
 def _olmo(c: Config) -> dict:
     bias = c.bool("attention_bias", default=False)
     return _llama_like(c, qkv_bias=bias, o_bias=bias, norm=Norm("nonparametric"))
+
+
+@reader("olmo2")
+def _olmo2(c: Config) -> dict:
+    """OLMo-2: RMSNorm over the whole q and k projections (``n·d_h`` weights), and norms
+    after attention and after the MLP only (none before)."""
+    bias = c.bool("attention_bias", default=False)
+    return _llama_like(
+        c,
+        qkv_bias=bias,
+        o_bias=bias,
+        qk_norm=True,
+        qk_norm_weight="projection",
+        norms=("attn.post_norm", "ffn.post_norm"),
+    )
+
+
+@reader("olmoe")
+def _olmoe(c: Config) -> dict:
+    """OLMoE: OLMo-2's whole-projection q/k norms with pre-norms, every layer MoE.
+    transformers sizes the q norm ``hidden_size`` wide, so ``head_dim`` must be hidden/heads."""
+    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads")
+    if c.int("head_dim", default=None) not in (None, derived_head_dim(hidden, heads)):
+        raise ConfigError("head_dim", f"OLMoE's q/k norms need head_dim = hidden_size/num_attention_heads = {hidden // heads}")
+    bias = c.bool("attention_bias", default=False)
+    experts = _routed(c, ("num_experts", "num_local_experts"), "intermediate_size")
+    return _llama_like(
+        c, qkv_bias=bias, o_bias=bias, qk_norm=True, qk_norm_weight="projection", moe=lambda i: experts
+    )
+
+
+@reader("gemma3_text")
+def _gemma3_text(c: Config) -> dict:
+    """Gemma-3's decoder: Gemma-2's four norms plus per-head q/k RMSNorms. Without
+    ``layer_types``, every ``sliding_window_pattern``-th layer (default 6) is full, the
+    others slide over ``sliding_window`` (default 4096)."""
+    if c.bool("use_bidirectional_attention", default=False):
+        raise ConfigError("use_bidirectional_attention", "bidirectional (encoder) Gemma-3 is not supported")
+    bias = c.bool("attention_bias", default=False)
+    n_layers = c.int("num_hidden_layers")
+    pattern = c.int("sliding_window_pattern", default=6)
+    windows = _layer_kinds(c, n_layers, c.nullable_int("sliding_window", 4096), lambda i: bool((i + 1) % pattern))
+    return _llama_like(c, qkv_bias=bias, o_bias=bias, qk_norm=True, windows=windows, **_GEMMA_2_3)
+
+
+@reader("starcoder2")
+def _starcoder2(c: Config) -> dict:
+    """StarCoder2: GQA with RoPE, LayerNorms with bias, a plain MLP; ``use_bias`` puts
+    biases on every projection; one ``sliding_window`` (default none) for every layer."""
+    bias = c.bool("use_bias", default=True)
+    n_layers = c.int("num_hidden_layers")
+    windows = _layer_kinds(c, n_layers, c.int("sliding_window", default=None), lambda i: True)
+    norm = Norm("layer", bias=True)
+    return _llama_like(
+        c,
+        qkv_bias=bias,
+        o_bias=bias,
+        mlp_bias=bias,
+        gated=False,
+        tie_default=True,
+        kv_default=2,
+        norm=norm,
+        activation_default="gelu_pytorch_tanh",
+        windows=windows,
+    )
+
+
+@reader("cohere")
+def _cohere(c: Config) -> dict:
+    """Command-R: a parallel block (one bias-free LayerNorm feeds attention and MLP, one
+    residual add); ``use_qk_norm``: bias-free LayerNorms on each head of q and k, with a
+    weight per head."""
+    bias = c.bool("attention_bias", default=False)
+    return _llama_like(
+        c,
+        qkv_bias=bias,
+        o_bias=bias,
+        tie_default=True,
+        norm=Norm("layer"),
+        norms=("attn.norm",),
+        parallel=True,
+        qk_norm=c.bool("use_qk_norm", default=False),
+        qk_norm_kind=Norm("layer"),
+        qk_norm_weight="projection",
+    )
+
+
+@reader("smollm3")
+def _smollm3(c: Config) -> dict:
+    """SmolLM3: Llama with NoPE layers. ``no_rope_layers`` (1: RoPE) defaults to every
+    ``no_rope_layer_interval``-th layer (default 4) without; with ``use_sliding_window``
+    the NoPE layers slide (transformers' SmolLM3Config rule) unless ``layer_types`` is given."""
+    n_layers = c.int("num_hidden_layers")
+    interval = c.int("no_rope_layer_interval", default=4)
+    has_rope = c.get("no_rope_layers", default=None)
+    if has_rope is None:
+        has_rope = [(i + 1) % interval != 0 for i in range(n_layers)]
+    elif not isinstance(has_rope, list) or len(has_rope) != n_layers or any(v not in (0, 1) for v in has_rope):
+        raise ConfigError("no_rope_layers", f"must list 0 or 1 for each of the {n_layers} layers, got {has_rope!r}")
+    use = c.bool("use_sliding_window", default=False)
+    windows = _layer_kinds(c, n_layers, c.int("sliding_window", default=None), lambda i: use and not has_rope[i])
+    bias = c.bool("attention_bias", default=False)
+    return _llama_like(
+        c,
+        qkv_bias=bias,
+        o_bias=bias,
+        mlp_bias=c.bool("mlp_bias", default=False),
+        tie_default=True,
+        kv_default=4,
+        windows=windows,
+        rope=lambda i: bool(has_rope[i]),
+    )
+
+
+@reader("gpt_oss")
+def _gpt_oss(c: Config) -> dict:
+    """gpt-oss: MoE every layer with biased experts and router, a learned attention sink per
+    head, biased attention (``attention_bias``, default true), sliding (default 128) and
+    full layers alternating from layer 0 unless ``layer_types`` says otherwise. The experts'
+    clamped SwiGLU (``swiglu_alpha``, ``swiglu_limit``) is costed as a SiLU-gated unit."""
+    n_layers = c.int("num_hidden_layers")
+    windows = _layer_kinds(c, n_layers, c.nullable_int("sliding_window", 128), lambda i: bool((i + 1) % 2))
+    experts = MoE(
+        num_experts=c.int("num_local_experts", "num_experts"),
+        num_experts_per_tok=c.int("num_experts_per_tok"),
+        moe_intermediate_size=c.int("intermediate_size"),
+        expert_bias=True,
+        router_bias=True,
+    )
+    bias = c.bool("attention_bias", default=True)
+    return _llama_like(
+        c,
+        qkv_bias=bias,
+        o_bias=bias,
+        head_dim_default=64,
+        kv_default=8,
+        windows=windows,
+        moe=lambda i: experts,
+        sinks=True,
+    )
 
 
 #: DeepseekV2Config / DeepseekV3Config defaults for keys a file leaves out
@@ -364,7 +544,7 @@ def _deepseek(c: Config) -> dict:
         qk_rope_head_dim=c.int("qk_rope_head_dim"),
         v_head_dim=c.int("v_head_dim"),
         # absent: the class default 1536; null: queries projected directly (V2-Lite)
-        q_lora_rank=1536 if c.absent("q_lora_rank") else c.int("q_lora_rank", default=None),
+        q_lora_rank=c.nullable_int("q_lora_rank", 1536),
         bias=bias,
     )
     # DeepseekV2MLP (dense and shared experts) takes mlp_bias; V3's MLPs have none
@@ -428,7 +608,9 @@ def _gpt_neox(c: Config) -> dict:
     hidden = c.int("hidden_size")
     heads = c.int("num_attention_heads")
     bias = c.bool("attention_bias", default=True)
-    attention = Attention(heads, heads, derived_head_dim(hidden, heads), qkv_bias=bias, o_bias=bias, fused_qkv=True)
+    head_dim = derived_head_dim(hidden, heads)
+    rotary = _rotary_dim(c, head_dim, ("rope", "rotary_pct"), 0.25)  # GPTNeoXConfig: rope_parameters first
+    attention = Attention(heads, heads, head_dim, qkv_bias=bias, o_bias=bias, fused_qkv=True, rotary_dim=rotary)
     ffn = FFN(c.int("intermediate_size"), gated=False, activation=c.activation("hidden_act", default="gelu"), bias=True)
     norm = Norm("layer", bias=True)
     layer = Layer(attention, ffn, norm=norm, parallel=c.bool("use_parallel_residual", default=True))
@@ -439,6 +621,34 @@ def _gpt_neox(c: Config) -> dict:
         tie_word_embeddings=c.bool("tie_word_embeddings", default=False),
         final_norm=norm,
     )
+
+
+@reader("phi")
+def _phi(c: Config) -> dict:
+    """Phi-1/1.5/2: a parallel block under one LayerNorm, biases on q/k/v, ``dense``, the
+    plain MLP and the LM head; RoPE on ``partial_rotary_factor`` (default 0.5) of each
+    head; ``qk_layernorm``: LayerNorms with bias, one weight all heads share."""
+    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads")
+    head_dim = c.head_dim(hidden, heads)
+    qk_norm = c.bool("qk_layernorm", default=False)
+    if qk_norm and head_dim != derived_head_dim(hidden, heads):
+        raise ConfigError("head_dim", "Phi's q/k LayerNorms are hidden_size/num_attention_heads wide")
+    norm = Norm("layer", bias=True)
+    fields = _llama_like(
+        c,
+        qkv_bias=True,
+        o_bias=True,
+        mlp_bias=True,
+        gated=False,
+        norm=norm,
+        norms=("attn.norm",),
+        parallel=True,
+        activation_default="gelu_new",
+        qk_norm=qk_norm,
+        qk_norm_kind=norm,
+        rotary_dim=_rotary_dim(c, head_dim, ("partial_rotary_factor", "rope"), 0.5),
+    )
+    return dict(fields, lm_head_bias=True)
 
 
 @reader("falcon", "RefinedWeb", "RefinedWebModel")

@@ -16,7 +16,9 @@ defaults: ``num_key_value_heads`` (absent: each class's own default, e.g. 8 for 
 32 for Qwen2; null: the head count), ``head_dim``, ``tie_word_embeddings``, biases,
 sliding windows / ``use_sliding_window`` / ``max_window_layers`` / ``layer_types``,
 ``mlp_only_layers`` / ``decoder_sparse_step``, ``first_k_dense_replace``,
-``n_shared_experts``, ``q_lora_rank`` (absent vs null vs set), expert-count aliases…
+``n_shared_experts``, ``q_lora_rank`` (absent vs null vs set), expert-count aliases,
+``sliding_window_pattern`` (Gemma-3), ``no_rope_layers`` (SmolLM3), ``use_bias``
+(StarCoder2), ``use_qk_norm`` (Cohere)…
 
 Two parts: a one-field-at-a-time table (each optional field absent / null / set on a
 base config, so every default is exercised deterministically) and a hypothesis sweep
@@ -69,6 +71,25 @@ def check(data: dict) -> None:
     assert ours["active_params"] == hf_active(model, model.config), data
     arch = from_config(data)
     assert [layer.attention.sliding_window for layer in arch.layers] == hf_windows(model.config), data
+    if arch.family in PARTIAL_ROPE:
+        check_rotated(arch, model, data)
+
+
+#: families whose configs may rotate only part of each head
+PARTIAL_ROPE = ("phi", "phi3", "gpt_neox")
+
+
+def check_rotated(arch, model, data) -> None:
+    """The features RoPE rotates per head match transformers: its attention's own
+    ``rotary_ndims`` where it keeps one (phi, gpt_neox), and the size of its rotary
+    table (one inverse frequency per rotated pair, ``arange(0, dim, 2)``) always."""
+    ours = {layer.attention.rotary_dim or layer.attention.head_dim for layer in arch.layers}
+    assert len(ours) == 1, data
+    (rotated,) = ours
+    table = next(m for name, m in model.named_modules() if name.endswith("rotary_emb"))
+    assert table.inv_freq.numel() == (rotated + 1) // 2, data
+    ndims = {m.rotary_ndims for m in model.modules() if hasattr(m, "rotary_ndims")}
+    assert ndims <= {rotated}, data
 
 
 # ---------------------------------------------------------------------------------------
@@ -92,6 +113,19 @@ BASES = {
     "gpt2": dict(n_embd=32, n_head=4, n_layer=2, n_positions=16, vocab_size=64),
     "gpt_neox": dict(hidden_size=32, intermediate_size=24, num_attention_heads=4, num_hidden_layers=2, vocab_size=64),
     "falcon": dict(hidden_size=32, num_attention_heads=4, num_hidden_layers=2, vocab_size=64),
+    "gpt_oss": dict(hidden_size=32, intermediate_size=24, num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_hidden_layers=3, vocab_size=64, num_local_experts=4, num_experts_per_tok=2, sliding_window=6),
+    # seven layers, so the default sliding_window_pattern (6) has a full layer inside
+    "gemma3_text": dict(hidden_size=32, intermediate_size=24, num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_hidden_layers=7, vocab_size=64, sliding_window=16),
+    "olmo2": dict(hidden_size=32, intermediate_size=24, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2, vocab_size=64),
+    "olmoe": dict(hidden_size=32, intermediate_size=24, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2, vocab_size=64, num_experts=4, num_experts_per_tok=2),
+    "starcoder2": dict(hidden_size=32, intermediate_size=24, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2, vocab_size=64),
+    "granite": dict(hidden_size=32, intermediate_size=24, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2, vocab_size=64),
+    "cohere": dict(hidden_size=32, intermediate_size=24, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2, vocab_size=64),
+    # transformers 5.23 cannot build a Ministral without head_dim (the attention reads None)
+    "ministral": dict(hidden_size=32, intermediate_size=24, num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_hidden_layers=2, vocab_size=64),
+    # SmolLM3Config's pad_token_id defaults to 128004, which must be inside the vocabulary
+    "smollm3": dict(hidden_size=32, intermediate_size=24, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=4, vocab_size=64, pad_token_id=0),
+    "phi": dict(hidden_size=32, intermediate_size=24, num_attention_heads=4, num_hidden_layers=2, vocab_size=64),
 }
 
 TIE = [{"tie_word_embeddings": v} for v in (True, False)]
@@ -192,6 +226,7 @@ VARIANTS = {
         {"num_key_value_heads": ABSENT, "num_attention_heads": 8},  # Gemma2Config: 4
         {"head_dim": ABSENT},  # Gemma2Config: 256
         {"sliding_window": ABSENT},  # 4096, alternating from layer 0
+        {"sliding_window": None},  # no layer slides
         {"layer_types": ["full_attention", "sliding_attention", "sliding_attention"]},
         {"layer_types": ["full_attention"] * 3},
         *({"attention_bias": v} for v in BOTH),
@@ -205,6 +240,8 @@ VARIANTS = {
         {"sliding_window": 6},
         {"sliding_window": None},
         *TIE,
+        {"partial_rotary_factor": 0.5},
+        {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.75}},
     ],
     "olmo": [
         {"num_key_value_heads": ABSENT},
@@ -251,6 +288,9 @@ VARIANTS = {
         *({"attention_bias": v} for v in BOTH),
         *({"use_parallel_residual": v} for v in BOTH),
         *TIE,
+        {"rotary_pct": 1.0},
+        {"rotary_pct": 0.5},
+        {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}},
     ],
     "falcon": [
         # old decoder: multi_query (1 KV head) unless false; parallel_attn with one shared norm
@@ -276,6 +316,122 @@ VARIANTS = {
         {"model_type": "RefinedWeb", "num_attention_heads": ABSENT, "n_head": 4, "num_hidden_layers": ABSENT, "n_layer": 2, "n_head_kv": 2},
         {"model_type": "RefinedWeb", "num_attention_heads": ABSENT, "n_head": 4, "num_hidden_layers": ABSENT, "n_layer": 2},
         {"model_type": "RefinedWebModel", "n_head": 4, "num_attention_heads": ABSENT, "n_layer": 2, "num_hidden_layers": ABSENT, "n_head_kv": 1},
+    ],
+    "gpt_oss": [
+        {"num_key_value_heads": ABSENT, "num_attention_heads": 16, "hidden_size": 64},  # GptOssConfig: 8
+        {"head_dim": ABSENT},  # GptOssConfig: 64
+        {"sliding_window": ABSENT},  # 128, on even layers
+        {"sliding_window": None},  # every layer full
+        {"layer_types": ["full_attention", "sliding_attention", "sliding_attention"]},
+        {"layer_types": ["full_attention"] * 3},
+        *({"attention_bias": v} for v in BOTH),  # absent: true
+        {"num_local_experts": ABSENT, "num_experts": 3},  # attribute_map alias
+        {"num_local_experts": 1, "num_experts_per_tok": 1},
+        {"num_experts_per_tok": 4},
+        *TIE,
+    ],
+    "gemma3_text": [
+        {"num_key_value_heads": ABSENT, "num_attention_heads": 8},  # Gemma3TextConfig: 4
+        {"head_dim": ABSENT},  # Gemma3TextConfig: 256
+        {"sliding_window": ABSENT},  # 4096
+        {"sliding_window": None},  # no layer slides
+        {"sliding_window_pattern": 2},  # the legacy integer pattern: every 2nd layer full
+        {"sliding_window_pattern": 1},  # every layer full
+        {"sliding_window_pattern": 8},  # longer than the stack: every layer slides
+        {"layer_types": ["full_attention", "sliding_attention"] * 3 + ["full_attention"]},
+        {"layer_types": ["sliding_attention"] * 7, "sliding_window_pattern": 2},  # layer_types wins
+        *({"attention_bias": v} for v in BOTH),
+        *TIE,
+    ],
+    "olmo2": [
+        {"num_key_value_heads": ABSENT},
+        {"num_key_value_heads": None},
+        {"num_key_value_heads": 1},
+        {"head_dim": 12},  # q/k norms follow the projection width n·d_h
+        *({"attention_bias": v} for v in BOTH),
+        *TIE,
+    ],
+    "olmoe": [
+        {"num_key_value_heads": ABSENT},
+        {"num_key_value_heads": None},
+        {"num_key_value_heads": 1},
+        {"head_dim": 8},  # = hidden/heads: the only head size OLMoE's q norm accepts
+        *({"attention_bias": v} for v in BOTH),
+        {"num_experts": ABSENT, "num_local_experts": 3},  # attribute_map alias
+        {"num_experts": 1, "num_experts_per_tok": 1},
+        {"num_experts_per_tok": 4},
+        {"hidden_act": "gelu"},
+        *TIE,
+    ],
+    "starcoder2": [
+        {"num_key_value_heads": ABSENT, "num_attention_heads": 8},  # Starcoder2Config: 2
+        {"num_key_value_heads": 4},
+        {"head_dim": 12},
+        {"head_dim": None},  # hidden/heads
+        *({"use_bias": v} for v in BOTH),  # absent: true
+        {"sliding_window": 6},
+        {"sliding_window": None},
+        {"hidden_act": "gelu"},
+        *TIE,
+    ],
+    "granite": [
+        {"num_key_value_heads": ABSENT},
+        {"num_key_value_heads": None},
+        {"num_key_value_heads": 1},
+        {"head_dim": 12},
+        *({"attention_bias": v} for v in BOTH),
+        *({"mlp_bias": v} for v in BOTH),
+        # Granite-3 multipliers scale activations only
+        {"embedding_multiplier": 12.0, "residual_multiplier": 0.22, "attention_multiplier": 0.0078125, "logits_scaling": 8.0},
+        *TIE,
+    ],
+    "cohere": [
+        {"num_key_value_heads": ABSENT},
+        {"num_key_value_heads": None},
+        {"num_key_value_heads": 1},
+        {"head_dim": 12},
+        *({"use_qk_norm": v} for v in BOTH),
+        {"use_qk_norm": True, "num_key_value_heads": 1, "head_dim": 12},
+        *({"attention_bias": v} for v in BOTH),
+        *TIE,
+    ],
+    "ministral": [
+        {"num_key_value_heads": ABSENT, "num_attention_heads": 16, "hidden_size": 64},  # MinistralConfig: 8
+        {"num_key_value_heads": 1},
+        {"head_dim": 12},
+        {"sliding_window": ABSENT},  # MinistralConfig: 4096, every layer
+        {"sliding_window": None},
+        {"sliding_window": 6},
+        {"sliding_window": 6, "layer_types": ["full_attention", "sliding_attention"]},
+        *TIE,
+    ],
+    "smollm3": [
+        {"num_key_value_heads": ABSENT, "num_attention_heads": 8},  # SmolLM3Config: 4
+        {"num_key_value_heads": None},
+        {"head_dim": 12},
+        {"no_rope_layers": [1, 0, 0, 1]},
+        {"no_rope_layer_interval": 2},
+        {"use_sliding_window": True, "sliding_window": 6},  # the NoPE layer (3) slides
+        {"use_sliding_window": True, "sliding_window": 6, "no_rope_layer_interval": 1},  # every layer NoPE and sliding
+        {"use_sliding_window": True},  # sliding_window absent: none
+        {"sliding_window": 6},  # use_sliding_window absent: false
+        {"sliding_window": 6, "layer_types": ["sliding_attention", "full_attention"] * 2},
+        *({"attention_bias": v} for v in BOTH),
+        *({"mlp_bias": v} for v in BOTH),
+        *TIE,
+    ],
+    "phi": [
+        {"num_key_value_heads": ABSENT},
+        {"num_key_value_heads": None},
+        {"num_key_value_heads": 2},
+        {"head_dim": 12},
+        *({"qk_layernorm": v} for v in BOTH),
+        {"qk_layernorm": True, "num_key_value_heads": 1},
+        {"partial_rotary_factor": 0.4},
+        {"partial_rotary_factor": 1.0},
+        {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}},
+        {"hidden_act": "gelu"},
+        *TIE,  # the LM head's bias stays untied
     ],
 }
 
@@ -313,14 +469,19 @@ def divisors(n: int) -> list[int]:
 
 
 #: num_key_value_heads when the key is absent, per config class (None: the head count)
-KV_CLASS_DEFAULT = {"mistral": 8, "mixtral": 8, "qwen2": 32, "qwen2_moe": 16, "qwen3": 32, "qwen3_moe": 4, "gemma": 16, "gemma2": 4}
+KV_CLASS_DEFAULT = {
+    "mistral": 8, "mixtral": 8, "qwen2": 32, "qwen2_moe": 16, "qwen3": 32, "qwen3_moe": 4, "gemma": 16, "gemma2": 4,
+    "gpt_oss": 8, "gemma3_text": 4, "starcoder2": 2, "ministral": 8, "smollm3": 4,
+}
 #: classes whose __post_init__ turns a null num_key_value_heads into the head count
-KV_NULL_OK = {"llama", "qwen2", "qwen3", "phi3", "olmo"}
+KV_NULL_OK = {"llama", "qwen2", "qwen3", "phi3", "olmo", "olmo2", "olmoe", "granite", "cohere", "smollm3", "phi"}
 #: classes that compute head_dim = hidden/heads when head_dim is null
-HEAD_DIM_NULL_OK = {"llama", "mistral", "mixtral"}
+HEAD_DIM_NULL_OK = {"llama", "mistral", "mixtral", "starcoder2"}
 #: classes with a head_dim default of their own (absent -> this, not hidden/heads)
-HEAD_DIM_DEFAULT = {"qwen3", "gemma", "gemma2"}
+HEAD_DIM_DEFAULT = {"qwen3", "gemma", "gemma2", "gemma3_text", "gpt_oss"}
 LLAMA_LIKE = ["llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2", "phi3", "olmo"]
+NEW_LLAMA_LIKE = ["gpt_oss", "gemma3_text", "olmo2", "olmoe", "starcoder2", "granite", "cohere", "ministral", "smollm3", "phi"]
+LAYER_TYPES = ["full_attention", "sliding_attention"]
 
 
 @st.composite
@@ -339,22 +500,46 @@ def llama_like(draw, family: str) -> dict:
         "vocab_size": draw(st.integers(8, 160)),
         "intermediate_size": draw(st.integers(1, 48)),
     }
-    if family == "phi3":
-        data["pad_token_id"] = 0  # Phi3Config's default 32000 must be inside the vocabulary
+    if family in ("phi3", "smollm3"):
+        data["pad_token_id"] = 0  # the classes' defaults (32000, 128004) must be inside the vocabulary
     if kv == "null":
         data["num_key_value_heads"] = None
     elif kv == "value":
         data["num_key_value_heads"] = draw(st.sampled_from(divisors(heads)))
     head_dim = draw(maybe(st.sampled_from([2, 4, 6, 8]), null=family in HEAD_DIM_NULL_OK))
     if head_dim is ABSENT and family in HEAD_DIM_DEFAULT and heads > 4:
-        head_dim = 4  # keep the 128/256 class defaults to small head counts
+        head_dim = 4  # keep the 64/128/256 class defaults to small head counts
+    if family == "olmoe":
+        head_dim = ABSENT  # its q norm is hidden_size wide: head_dim is hidden/heads
+    if family == "ministral" and head_dim in (ABSENT, None):
+        head_dim = 4  # transformers 5.23 builds no Ministral without head_dim
     fields = {"head_dim": head_dim, "tie_word_embeddings": draw(maybe(st.booleans()))}
-    if family in ("llama", "qwen3", "qwen3_moe", "gemma", "gemma2", "olmo"):
+    if family in ("llama", "qwen3", "qwen3_moe", "gemma", "gemma2", "olmo", "gpt_oss", "gemma3_text", "olmo2", "olmoe", "granite", "cohere", "smollm3"):
         fields["attention_bias"] = draw(maybe(st.booleans()))
-    if family == "llama":
+    if family in ("llama", "granite", "smollm3"):
         fields["mlp_bias"] = draw(maybe(st.booleans()))
-    if family in ("mistral", "mixtral", "phi3"):
+    if family in ("mistral", "mixtral", "phi3", "ministral", "starcoder2", "gpt_oss", "gemma3_text"):
         fields["sliding_window"] = draw(maybe(st.integers(2, 12), null=True))
+    if family in ("ministral", "gpt_oss", "gemma3_text") and isinstance(fields["sliding_window"], int):
+        fields["layer_types"] = draw(maybe(st.lists(st.sampled_from(LAYER_TYPES), min_size=n_layers, max_size=n_layers)))
+    if family == "gemma3_text":
+        fields["sliding_window_pattern"] = draw(maybe(st.integers(1, 4)))
+    if family == "starcoder2":
+        fields["use_bias"] = draw(maybe(st.booleans()))
+    if family == "cohere":
+        fields["use_qk_norm"] = draw(maybe(st.booleans()))
+    if family == "phi":
+        fields["partial_rotary_factor"] = draw(maybe(st.sampled_from([0.25, 0.4, 0.5, 1.0])))
+        fields["qk_layernorm"] = draw(maybe(st.booleans()))
+        if fields["qk_layernorm"] is True:
+            fields["head_dim"] = ABSENT  # Phi's q/k LayerNorms are hidden/heads wide
+    if family == "smollm3":
+        fields.update(
+            use_sliding_window=draw(maybe(st.booleans())),
+            sliding_window=draw(maybe(st.integers(2, 12), null=True)),
+            no_rope_layer_interval=draw(maybe(st.integers(1, 4))),
+            no_rope_layers=draw(maybe(st.lists(st.sampled_from([0, 1]), min_size=n_layers, max_size=n_layers))),
+        )
     if family.startswith("qwen"):
         use = draw(maybe(st.booleans()))
         window = draw(maybe(st.integers(2, 12), null=True))
@@ -364,11 +549,11 @@ def llama_like(draw, family: str) -> dict:
     if family == "gemma2":
         fields["sliding_window"] = draw(maybe(st.integers(2, 12)))
         fields["layer_types"] = draw(maybe(st.lists(st.sampled_from(["full_attention", "sliding_attention"]), min_size=n_layers, max_size=n_layers)))
-    if family in ("mixtral", "qwen2_moe", "qwen3_moe"):
+    if family in ("mixtral", "qwen2_moe", "qwen3_moe", "gpt_oss", "olmoe"):
         n_experts = draw(st.integers(1, 6))
-        experts_key = {"mixtral": "num_local_experts", "qwen2_moe": "num_experts", "qwen3_moe": "num_experts"}[family]
+        experts_key = {"mixtral": "num_local_experts", "qwen2_moe": "num_experts", "qwen3_moe": "num_experts", "gpt_oss": "num_local_experts", "olmoe": "num_experts"}[family]
         if family != "qwen2_moe" and draw(st.booleans()):
-            experts_key = {"mixtral": "num_experts", "qwen3_moe": "num_local_experts"}[family]  # attribute_map aliases
+            experts_key = {"mixtral": "num_experts", "qwen3_moe": "num_local_experts", "gpt_oss": "num_experts", "olmoe": "num_local_experts"}[family]  # attribute_map aliases
         fields[experts_key] = n_experts
         fields["num_experts_per_tok"] = draw(st.integers(1, n_experts))
     if family in ("qwen2_moe", "qwen3_moe"):
@@ -486,6 +671,13 @@ SWEEP = settings(max_examples=40, deadline=None, derandomize=True, suppress_heal
 @SWEEP
 @given(data=st.data())
 def test_sweep_llama_like(family, data):
+    check(data.draw(llama_like(family)))
+
+
+@pytest.mark.parametrize("family", NEW_LLAMA_LIKE)
+@settings(SWEEP, max_examples=25)
+@given(data=st.data())
+def test_sweep_new_families(family, data):
     check(data.draw(llama_like(family)))
 
 

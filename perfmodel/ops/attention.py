@@ -18,6 +18,7 @@ from perfmodel.ops.base import (
     LSE_BYTES,
     ZERO,
     Block,
+    Op,
     Site,
     elementwise,
     linear,
@@ -97,6 +98,9 @@ def attention_core(
     """
     from_cache = options.caching if from_cache is None else from_cache
     pairs = S.b * heads * visible_pairs(att, options)
+    # attention sinks: one learned logit per head joins each query row's softmax
+    sinks = isinstance(att, Attention) and att.sinks
+    sink_logits = S.b * heads * S.s if sinks else ZERO
     score_elements = S.b * heads * S.s * keys_read(att)  # what a naive kernel materialises
     naive = options.attention_impl == "naive"
     keys = S.b * keys_read(att)
@@ -129,7 +133,8 @@ def attention_core(
     )
     softmax = site.op(
         "attn.softmax",
-        vector_flops=pairs * ELEMENTWISE_FLOPS["softmax"],
+        vector_flops=(pairs + sink_logits) * ELEMENTWISE_FLOPS["softmax"],
+        weight_bytes=heads * S.B_w if sinks else ZERO,
         act_read_bytes=scores,
         act_write_bytes=scores,
         saved_bytes=softmax_saved,
@@ -186,8 +191,12 @@ def _standard(site: Site, att: Attention, options: Options) -> Block:
             + linear(site, "attn.v_proj", S.d, kv_width, "attention", bias=att.qkv_bias, save_input=False)
         )
     if att.qk_norm:
-        block += norm(site, "attn.q_norm", S.d_h, "rms", False, rows=tokens() * S.n_h)
-        block += norm(site, "attn.k_norm", S.d_h, "rms", False, rows=tokens() * S.n_kv)
+        kind, bias = att.qk_norm_kind.kind, att.qk_norm_kind.bias
+        for name, heads in (("attn.q_norm", S.n_h), ("attn.k_norm", S.n_kv)):
+            if att.qk_norm_weight == "head":
+                block += norm(site, name, S.d_h, kind, bias, rows=tokens() * heads)
+            else:
+                block += norm(site, name, heads * S.d_h, kind, bias)
     core = attention_core(
         site,
         att,
@@ -198,9 +207,25 @@ def _standard(site: Site, att: Attention, options: Options) -> Block:
         k_per_key=S.n_kv * S.d_h,
         v_per_key=S.n_kv * S.d_h,
     )
-    rope = _rope(site, S.n_h + S.n_kv, S.d_h) if att.rope else ()
-    block += Block((), rope + _cache_write(site, att, options) + core)
+    rotated = S.d_h if att.rotary_dim is None else Integer(att.rotary_dim)
+    rope = _rope(site, S.n_h + S.n_kv, rotated) if att.rope else ()
+    sinks = (site.tensor("attn.sinks", (S.n_h,), "attention"),) if att.sinks else ()
+    block += Block(sinks, rope + _cache_write(site, att, options) + core)
     return block + linear(site, "attn.o_proj", q_width, S.d, "attention", bias=att.o_bias)
+
+
+def _per_head(site: Site, name: str, n_in: Expr, n_out: Expr) -> Op:
+    """A projection applied per head (``n_h`` of them) with part of ``kv_b_proj``'s weight:
+    the absorbed MLA's query (``d_nope -> r_kv``) and value (``r_kv -> d_v``) up-projections."""
+    rows = tokens() * S.n_h
+    return site.op(
+        name,
+        matmul_flops=2 * rows * n_in * n_out,
+        weight_bytes=S.n_h * n_in * n_out * S.B_w,
+        act_read_bytes=rows * n_in * S.B_a,
+        act_write_bytes=rows * n_out * S.B_a,
+        saved_bytes=rows * n_in * S.B_a,
+    )
 
 
 def _latent(site: Site, att: LatentAttention, options: Options) -> Block:
@@ -247,26 +272,12 @@ def _latent(site: Site, att: LatentAttention, options: Options) -> Block:
     else:
         # kv_b_proj's weight, read in two halves by the absorbed projections
         block += Block((site.tensor("attn.kv_b_proj.weight", (kv_b_out, S.r_kv), "attention"),), _cache_write(site, att, options))
-        absorb_q = site.op(
-            "attn.q_absorb",
-            matmul_flops=2 * tokens() * S.n_h * S.d_nope * S.r_kv,
-            weight_bytes=S.n_h * S.d_nope * S.r_kv * S.B_w,
-            act_read_bytes=tokens() * S.n_h * S.d_nope * S.B_a,
-            act_write_bytes=tokens() * S.n_h * S.r_kv * S.B_a,
-            saved_bytes=tokens() * S.n_h * S.d_nope * S.B_a,
-        )
+        absorb_q = _per_head(site, "attn.q_absorb", S.d_nope, S.r_kv)
         qk, softmax, pv = attention_core(
             site, att, options, heads=S.n_h, qk_dim=S.r_kv + S.d_rope, v_dim=S.r_kv,
             k_per_key=S.r_kv + S.d_rope,
             v_per_key=ZERO,  # the latent read for the scores serves as the values
         )
-        absorb_v = site.op(
-            "attn.v_absorb",
-            matmul_flops=2 * tokens() * S.n_h * S.r_kv * S.d_v,
-            weight_bytes=S.n_h * S.d_v * S.r_kv * S.B_w,
-            act_read_bytes=tokens() * S.n_h * S.r_kv * S.B_a,
-            act_write_bytes=tokens() * S.n_h * S.d_v * S.B_a,
-            saved_bytes=tokens() * S.n_h * S.r_kv * S.B_a,
-        )
+        absorb_v = _per_head(site, "attn.v_absorb", S.r_kv, S.d_v)
         block += Block((), (absorb_q, qk, softmax, pv, absorb_v))
     return block + linear(site, "attn.o_proj", S.n_h * S.d_v, S.d, "attention", bias=att.bias)

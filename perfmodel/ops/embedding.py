@@ -47,15 +47,18 @@ def head(arch: Architecture, options: Options) -> Block:
     block = norm(MODEL, "final_norm", S.d, arch.final_norm.kind, arch.final_norm.bias)
     rows = tokens() if options.logits_for_all else S.b
     tensors = () if arch.tie_word_embeddings else (MODEL.tensor("lm_head.weight", (S.V, S.d), "head", embedding=True),)
+    # a bias on the logits (Phi-1/2) stays untied: V parameters, one add per logit
+    bias = (MODEL.tensor("lm_head.bias", (S.V,), "head"),) if arch.lm_head_bias else ()
     logits = MODEL.op(
         "lm_head",
         matmul_flops=2 * rows * S.d * S.V,
-        weight_bytes=S.V * S.d * S.B_w,
+        vector_flops=rows * S.V * ELEMENTWISE_FLOPS["add"] if arch.lm_head_bias else ZERO,
+        weight_bytes=(S.V * S.d + (S.V if arch.lm_head_bias else 0)) * S.B_w,
         act_read_bytes=rows * S.d * S.B_a,
         act_write_bytes=rows * S.V * S.B_a,
         saved_bytes=rows * S.d * S.B_a,
     )
-    block += Block(tensors, (logits,))
+    block += Block(tensors + bias, (logits,))
     if options.training:
         loss = MODEL.op(
             "loss",

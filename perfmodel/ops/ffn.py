@@ -8,11 +8,11 @@ of ``E`` experts, the expected number of distinct experts read is
 
 from __future__ import annotations
 
-from sympy import Expr
+from sympy import Expr, Mul
 
 from perfmodel import symbols as S
 from perfmodel.architecture import FFN, MoE
-from perfmodel.ops.base import ELEMENTWISE_FLOPS, Block, Site, elementwise, linear, tokens
+from perfmodel.ops.base import ELEMENTWISE_FLOPS, ZERO, Block, Site, elementwise, linear, tokens
 
 
 def mlp(
@@ -63,22 +63,31 @@ def experts_touched() -> Expr:
     return S.E * (1 - (1 - S.k / S.E) ** (S.b * S.s))
 
 
+def _experts_linear(site: Site, name: str, n_in: Expr, n_out: Expr, bias: bool) -> Block:
+    """One projection of the routed experts, stacked ``[E, n_out, n_in]`` (and ``[E, n_out]``
+    biases): ``b·s·k`` rows run it; its weights are read for the experts the step touches."""
+    routed = tokens() * S.k
+    shapes = {"weight": (n_out, n_in), "bias": (n_out,)} if bias else {"weight": (n_out, n_in)}
+    tensors = tuple(site.tensor(f"{name}.{part}", (S.E, *shape), "moe", routed=True) for part, shape in shapes.items())
+    per_expert = sum((Mul(*shape) for shape in shapes.values()), ZERO)
+    op = site.op(
+        name,
+        matmul_flops=2 * routed * n_in * n_out,
+        vector_flops=routed * n_out * ELEMENTWISE_FLOPS["add"] if bias else ZERO,
+        weight_bytes=experts_touched() * per_expert * S.B_w,
+        act_read_bytes=routed * n_in * S.B_a,
+        act_write_bytes=routed * n_out * S.B_a,
+        saved_bytes=routed * n_in * S.B_a,
+    )
+    return Block(tensors, (op,))
+
+
 def moe_block(site: Site, moe: MoE) -> Block:
     """Router, the top-k routed experts, their weighted combination, shared experts."""
     routed = tokens() * S.k
-    touched = experts_touched()
     up_width = 2 * S.d_e if moe.gated else S.d_e
     up_name = "moe.experts.gate_up_proj" if moe.gated else "moe.experts.up_proj"
-    up_tensor = site.tensor(f"{up_name}.weight", (S.E, up_width, S.d), "moe", routed=True)
-    down_tensor = site.tensor("moe.experts.down_proj.weight", (S.E, S.d, S.d_e), "moe", routed=True)
-    up = site.op(
-        up_name,
-        matmul_flops=2 * routed * S.d * up_width,
-        weight_bytes=touched * up_width * S.d * S.B_w,
-        act_read_bytes=routed * S.d * S.B_a,
-        act_write_bytes=routed * up_width * S.B_a,
-        saved_bytes=routed * S.d * S.B_a,
-    )
+    up = _experts_linear(site, up_name, S.d, up_width, moe.expert_bias)
     inputs = 2 if moe.gated else 1
     act = elementwise(
         site,
@@ -88,23 +97,16 @@ def moe_block(site: Site, moe: MoE) -> Block:
         inputs=inputs,
         saved=inputs * routed * S.d_e * S.B_a,
     )
-    down = site.op(
-        "moe.experts.down_proj",
-        matmul_flops=2 * routed * S.d_e * S.d,
-        weight_bytes=touched * S.d * S.d_e * S.B_w,
-        act_read_bytes=routed * S.d_e * S.B_a,
-        act_write_bytes=routed * S.d * S.B_a,
-        saved_bytes=routed * S.d_e * S.B_a,
-    )
+    down = _experts_linear(site, "moe.experts.down_proj", S.d_e, S.d, moe.expert_bias)
     combine = site.op(
         "moe.combine",
         vector_flops=2 * routed * S.d,
         act_read_bytes=routed * S.d * S.B_a,
         act_write_bytes=tokens() * S.d * S.B_a,
     )
-    block = linear(site, "moe.router", S.d, S.E, "moe")
+    block = linear(site, "moe.router", S.d, S.E, "moe", bias=moe.router_bias)
     block += Block((), (elementwise(site, "moe.topk", tokens() * S.E, ELEMENTWISE_FLOPS["softmax"]),))
-    block += Block((up_tensor, down_tensor), (up, act, down, combine))
+    block += up + Block((), (act,)) + down + Block((), (combine,))
     if moe.n_shared_experts:
         block += mlp(
             site,
