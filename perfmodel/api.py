@@ -20,12 +20,19 @@ from perfmodel import symbols as S
 from perfmodel.architecture import Architecture, LatentAttention
 from perfmodel.errors import PerfmodelError
 from perfmodel.evaluate import bindings, number, partial, value, vectorised
+from perfmodel.hf_config import family_of
+from perfmodel.kernels import AttentionCall, predict
 from perfmodel.memory import memory
 from perfmodel.ops.base import tokens
 from perfmodel.presets import registry
 from perfmodel.quantities import lookup
-from perfmodel.kernels import AttentionCall, predict
-from perfmodel.roofline import Efficiency, balance_batch, bound, context_limit, step_terms
+from perfmodel.roofline import (
+    Efficiency,
+    balance_batch,
+    bound,
+    context_limit,
+    step_terms,
+)
 from perfmodel.scenario import Scenario
 from perfmodel.table import build
 from perfmodel.units import GIB
@@ -34,7 +41,14 @@ from perfmodel.units import GIB
 def models() -> pd.DataFrame:
     """The shipped presets with their family and where the config came from."""
     rows = [
-        {"name": name, "family": rec["family"], "hf_repo": rec["hf_repo"], "total_params": rec["total_params"], "source": rec["source"]}
+        {
+            "name": name,
+            "family": family_of(rec["family"]),
+            "model_type": rec["family"],
+            "hf_repo": rec["hf_repo"],
+            "total_params": rec["total_params"],
+            "source": rec["source"],
+        }
         for name, rec in registry().items()
     ]
     return pd.DataFrame(rows)

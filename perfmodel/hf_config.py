@@ -695,6 +695,15 @@ def _falcon(c: Config) -> dict:
     )
 
 
+#: legacy model_type spellings and the family whose reader takes them
+_LEGACY = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon"}
+
+
+def family_of(model_type: str) -> str:
+    """The family a config's ``model_type`` belongs to (legacy spellings normalised)."""
+    return _LEGACY.get(model_type, model_type)
+
+
 def parse_value(text: str):
     """A ``--set`` value: JSON (numbers, true/false, null, lists) or else a plain string."""
     try:
@@ -725,7 +734,7 @@ def from_config(data: Mapping, *, name: str = "custom", source: str = "") -> Arc
     if model_type not in READERS:
         raise UnknownNameError("model_type", str(model_type), READERS)
     fields = READERS[model_type](Config(data, model_type))
-    family = {"RefinedWeb": "falcon", "RefinedWebModel": "falcon"}.get(model_type, model_type)
+    family = family_of(model_type)
     return Architecture(name=name, family=family, source=source, **fields)
 
 

@@ -102,7 +102,8 @@ def predict(call: AttentionCall, acc, efficiency: Efficiency = Efficiency()) -> 
     ``launches`` keeps each launch's ``(compute_s, memory_s)`` for calibrated models."""
     roof = Roof.of(acc, call.dtype, efficiency)
     values = call.values
-    total = dict.fromkeys(("flops", "vector_flops", "bytes", "compute_s", "memory_s", "predicted_s"), 0.0)
+    # counts stay exact (ints, or floats only where the causal-half convention gives halves)
+    total = {"flops": 0, "vector_flops": 0, "bytes": 0, "compute_s": 0.0, "memory_s": 0.0, "predicted_s": 0.0}
     launches = []
     for launch in call.kernels():
         compute = sum(value(roof.compute_time(op.matmul_flops, op.vector_flops), values) for op in launch)
