@@ -10,7 +10,6 @@ DataFrame of numbers with units in the column names (formatting happens at expor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 
 import pandas as pd
 from sympy import Expr, Integer, Symbol, latex
@@ -347,10 +346,6 @@ def formula(name: str, sc: Scenario, *, as_latex: bool = False) -> pd.DataFrame:
     frame.attrs["latex_columns"] = ["expression"] if as_latex else []
     return frame
 
-
-def describe_symbols(names: Iterable[str]) -> pd.DataFrame:
-    """The meaning and unit of each named symbol."""
-    return pd.DataFrame([{"symbol": n, "description": S.REGISTRY[n].description, "unit": S.REGISTRY[n].unit} for n in names])
 
 
 def attention_call(acc, *, compute_efficiency=None, bandwidth_efficiency=None, **call) -> pd.DataFrame:

@@ -9,7 +9,7 @@ are grouped, and each group repeats ``L_<kind>`` times in the formulas.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from functools import cached_property
 
 from sympy import Symbol
@@ -294,15 +294,3 @@ class Architecture:
                     put(S.E_s, ffn.n_shared_experts, "n_shared_experts")
                     put(S.d_se, ffn.shared_expert_intermediate_size, "shared_expert_intermediate_size")
         return values
-
-    @property
-    def is_moe(self) -> bool:
-        return any(isinstance(g.layer.ffn, MoE) for g in self.groups)
-
-    def with_overrides(self, **changes) -> Architecture:
-        """A copy with top-level fields replaced (validated again)."""
-        known = {f.name for f in fields(self)}
-        for key in changes:
-            if key not in known:
-                raise ConfigError(key, "not a field of Architecture")
-        return replace(self, **changes)

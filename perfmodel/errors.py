@@ -26,7 +26,3 @@ class UnknownNameError(PerfmodelError):
         close = difflib.get_close_matches(name.lower(), known, n=4, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
         super().__init__(f"unknown {kind} {name!r}{hint}")
-
-
-class NoSolutionError(PerfmodelError):
-    """A requested point (balance batch, largest fitting batch) that does not exist."""

@@ -14,7 +14,7 @@ from sympy import Expr, Symbol
 from perfmodel import symbols as S
 from perfmodel.architecture import Architecture
 from perfmodel.errors import PerfmodelError
-from perfmodel.evaluate import bindings, value
+from perfmodel.evaluate import bindings
 from perfmodel.options import Options
 from perfmodel.roofline import Efficiency, Roof, op_times
 from perfmodel.table import Table, build
@@ -117,9 +117,6 @@ class Scenario:
         if self.phase == "decode" and self.seq is None:
             fixed[S.s] = self.values[S.s]
         return fixed
-
-    def evaluate(self, expr) -> int | float:
-        return value(expr, self.values)
 
     def require_accelerator(self) -> Accelerator:
         if self.accelerator is None:

@@ -24,8 +24,8 @@ DTYPE_BYTES = {
 }
 DTYPES = tuple(DTYPE_BYTES)
 
-KIB, MIB, GIB, TIB = 2**10, 2**20, 2**30, 2**40
-KB, MB, GB, TB = 10**3, 10**6, 10**9, 10**12
+#: binary gibibyte, the unit of the ``*_gib`` columns
+GIB = 2**30
 
 _TOKEN_SUFFIX = {"": 1, "k": 1024, "m": 1024**2}
 
@@ -68,8 +68,3 @@ def si(value: float, unit: str = "", digits: int = 3) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.{digits}g} {prefix}{unit}".rstrip()
     return f"{value:.{digits}g} {unit}".rstrip()
-
-
-def gib(nbytes: float) -> float:
-    """Bytes to binary gibibytes (2^30 bytes)."""
-    return float(nbytes) / GIB

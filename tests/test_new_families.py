@@ -139,7 +139,8 @@ def test_sinks_add_one_logit_per_query_row():
     softmax elements (5 FLOPs each, ``ELEMENTWISE_FLOPS["softmax"]``), and the ``n_h``
     sink logits are parameters read once per layer."""
     arch = from_config(CONFIGS["gpt_oss"])
-    plain = arch.with_overrides(
+    plain = replace(
+        arch,
         layers=tuple(replace(layer, attention=replace(layer.attention, sinks=False)) for layer in arch.layers)
     )
     options = Options(phase="prefill", mask="none")
