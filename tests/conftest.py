@@ -109,3 +109,44 @@ def transformers_available():
     """Skip a test (saying why) when torch or transformers is not installed."""
     pytest.importorskip("torch", reason="torch is not installed: cannot build the reference transformers model")
     return pytest.importorskip("transformers", reason="transformers is not installed: no reference model class")
+
+
+def fake_hf_model(data: dict):
+    """The real ``transformers`` model of a config dict, built on fake tensors (nothing
+    allocated) with eager attention and the shape-static ``batched_mm`` experts that
+    FlopCounterMode can see; returns (model, the FakeTensorMode that owns it)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    transformers = _quiet_transformers()
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    with mode:
+        model = transformers.AutoModelForCausalLM.from_config(
+            hf_config(data), attn_implementation="eager", experts_implementation="batched_mm"
+        )
+    return model, mode
+
+
+def counted_with_result(fn):
+    """(FLOPs FlopCounterMode counts while ``fn`` runs, what ``fn`` returned)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        result = fn()
+    return counter.get_total_flops(), result
+
+
+def token_ids(batch: int, seq: int):
+    import torch
+
+    return torch.zeros(batch, seq, dtype=torch.long)
+
+
+def our_matmul_flops(arch, options, *, batch: int, seq: int, context: int = 0, passes=("fwd",)) -> int:
+    """perfmodel's matmul FLOPs over the ops of ``passes``, for ``batch`` × ``seq`` new
+    tokens against ``context`` cached ones."""
+    from perfmodel import metrics
+    from perfmodel.evaluate import bindings, value
+    from perfmodel.table import build
+
+    ops = [op for op in build(arch, options).ops if op.pass_ in passes]
+    return value(metrics.totals(ops, ("matmul_flops",))["matmul_flops"], bindings(arch, b=batch, s=seq, t=context))

@@ -32,10 +32,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from torch._subclasses.fake_tensor import FakeTensorMode  # noqa: E402
 from torch.utils.checkpoint import set_checkpoint_early_stop  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from conftest import counted_with_result, fake_hf_model, our_matmul_flops, token_ids  # noqa: E402
 from perfmodel import metrics  # noqa: E402
 from perfmodel.evaluate import bindings, value  # noqa: E402
 from perfmodel.hf_config import from_config  # noqa: E402
@@ -54,17 +53,11 @@ PRESETS = ["llama-3-8b", "mixtral-8x7b", "gpt2-medium", "deepseek-v2-lite", "phi
 @cache
 def fake_model(name: str):
     """The preset's real ``transformers`` model on fake tensors, and the mode that owns them."""
-    config = transformers.AutoConfig.for_model(**json.loads(preset_path(name).read_text()))
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
-    with mode:
-        model = transformers.AutoModelForCausalLM.from_config(
-            config, attn_implementation="eager", experts_implementation="batched_mm"
-        )
-    return model, mode
+    return fake_hf_model(json.loads(preset_path(name).read_text()))
 
 
 def ids(batch: int, seq: int):
-    return torch.zeros(batch, seq, dtype=torch.long)
+    return token_ids(batch, seq)
 
 
 def counted(fn) -> int:
@@ -72,17 +65,9 @@ def counted(fn) -> int:
     return counted_with_result(fn)[0]
 
 
-def counted_with_result(fn):
-    with FlopCounterMode(display=False) as counter:
-        result = fn()
-    return counter.get_total_flops(), result
-
-
 def ours(name: str, options: Options, *, batch=B, seq=S, context=0, passes=("fwd",), arch=None) -> int:
     """perfmodel's matmul FLOPs over the ops of ``passes``."""
-    arch = arch or load_model(name)
-    ops = [op for op in build(arch, options).ops if op.pass_ in passes]
-    return value(metrics.totals(ops, ("matmul_flops",))["matmul_flops"], bindings(arch, b=batch, s=seq, t=context))
+    return our_matmul_flops(arch or load_model(name), options, batch=batch, seq=seq, context=context, passes=passes)
 
 
 def held_bytes(cache) -> int:

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, counted_with_result, fake_hf_model, our_matmul_flops, token_ids
 from perfmodel import metrics
 from perfmodel.evaluate import bindings, value
 from perfmodel.hf_config import from_config
@@ -64,8 +64,7 @@ PROMPT = 12
 
 def ours(arch, options: Options, *, seq: int, context: int = 0, passes=("fwd",)) -> int:
     """perfmodel's matmul FLOPs over the ops of ``passes``."""
-    ops = [op for op in build(arch, options).ops if op.pass_ in passes]
-    return value(metrics.totals(ops, ("matmul_flops",))["matmul_flops"], bindings(arch, b=B, s=seq, t=context))
+    return our_matmul_flops(arch, options, batch=B, seq=seq, context=context, passes=passes)
 
 
 @pytest.mark.parametrize("family", CONFIGS)
@@ -74,31 +73,14 @@ def test_flop_counter_matches(family):
     (last logits only) and a decode step against the filled ``DynamicCache``: the windowed
     layers' cache holds ``W − 1`` tokens, so the decode reads ``min(t, W − 1) + 1`` keys there."""
     torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.utils.flop_counter import FlopCounterMode
-
-    transformers.logging.set_verbosity_error()
+    pytest.importorskip("transformers")
     config = CONFIGS[family]
     arch = from_config(config)
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
-    with mode:
-        model = transformers.AutoModelForCausalLM.from_config(
-            transformers.AutoConfig.for_model(**config), attn_implementation="eager", experts_implementation="batched_mm"
-        )
-
-    def counted(fn):
-        with FlopCounterMode(display=False) as counter:
-            result = fn()
-        return counter.get_total_flops(), result
-
-    def ids(seq):
-        return torch.zeros(B, seq, dtype=torch.long)
-
+    model, mode = fake_hf_model(config)
     with mode, torch.no_grad():
-        every, _ = counted(lambda: model(input_ids=ids(S), use_cache=False))
-        prefill, out = counted(lambda: model(input_ids=ids(PROMPT), logits_to_keep=1))
-        decode, _ = counted(lambda: model(input_ids=ids(1), past_key_values=out.past_key_values))
+        every, _ = counted_with_result(lambda: model(input_ids=token_ids(B, S), use_cache=False))
+        prefill, out = counted_with_result(lambda: model(input_ids=token_ids(B, PROMPT), logits_to_keep=1))
+        decode, _ = counted_with_result(lambda: model(input_ids=token_ids(B, 1), past_key_values=out.past_key_values))
     assert every == ours(arch, Options(phase="prefill", mask="none", all_logits=True), seq=S)
     assert prefill == ours(arch, Options(phase="prefill", mask="none"), seq=PROMPT)
     assert decode == ours(arch, Options(phase="decode", mask="none"), seq=1, context=PROMPT)
@@ -108,24 +90,16 @@ def test_gpt_oss_train_step_matches():
     """Forward + ``loss.backward()`` of the gpt-oss config: sinks, expert and router biases
     add no matmul; every projection's backward is twice its forward (naive attention: eager
     attention's backward does not recompute the scores)."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.utils.flop_counter import FlopCounterMode
-
-    transformers.logging.set_verbosity_error()
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
     config = CONFIGS["gpt_oss"]
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    model, mode = fake_hf_model(config)
     with mode:
-        model = transformers.AutoModelForCausalLM.from_config(
-            transformers.AutoConfig.for_model(**config), attn_implementation="eager", experts_implementation="batched_mm"
-        )
         model.train()
-        tokens = torch.zeros(B, S, dtype=torch.long)
-        with FlopCounterMode(display=False) as counter:
-            model(input_ids=tokens, labels=tokens, use_cache=False).loss.backward()
+        tokens = token_ids(B, S)
+        got, _ = counted_with_result(lambda: model(input_ids=tokens, labels=tokens, use_cache=False).loss.backward())
     options = Options(phase="train", mask="none", attention_impl="naive")
-    assert counter.get_total_flops() == ours(from_config(config), options, seq=S, passes=("fwd", "bwd"))
+    assert got == ours(from_config(config), options, seq=S, passes=("fwd", "bwd"))
 
 
 def _op(arch, name: str, field: str, options: Options, **step) -> int:
