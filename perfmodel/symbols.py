@@ -48,6 +48,8 @@ t = dim("t", "cached context tokens per sequence before this step", "tokens", ze
 B_w = dim("B_w", "bytes per weight element", "bytes", integer=False)
 B_a = dim("B_a", "bytes per activation element", "bytes", integer=False)
 B_kv = dim("B_kv", "bytes per KV-cache element", "bytes", integer=False)
+B_e = dim("B_e", "bytes per element of the embedding table and LM head (16-bit under weight-only quantization)",
+          "bytes", integer=False)
 
 # --- model dimensions ----------------------------------------------------------------
 V = dim("V", "vocabulary size", "tokens")

@@ -134,6 +134,7 @@ def attention_core(
     softmax = site.op(
         "attn.softmax",
         vector_flops=(pairs + sink_logits) * ELEMENTWISE_FLOPS["softmax"],
+        exps=pairs + sink_logits,
         weight_bytes=heads * S.B_w if sinks else ZERO,
         act_read_bytes=scores,
         act_write_bytes=scores,
@@ -225,6 +226,7 @@ def _per_head(site: Site, name: str, n_in: Expr, n_out: Expr) -> Op:
         act_read_bytes=rows * n_in * S.B_a,
         act_write_bytes=rows * n_out * S.B_a,
         saved_bytes=rows * n_in * S.B_a,
+        gemm=(rows, n_out, n_in),
     )
 
 
