@@ -41,19 +41,23 @@ class Count(click.ParamType):
 CAPTURE = ContextVar("perfmodel_capture", default=False)
 
 
-def output_options(fn):
-    """``--format`` and ``--output``, shared by every command that prints a table."""
+def output_options(fn=None, *, flag: str = "--output"):
+    """``--format`` and ``--output``, shared by every command that prints a table
+    (``flag``: another name for ``--output`` where that one means something else)."""
 
-    @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown", "latex"]), default="table", show_default=True, help="output format")
-    @click.option("--output", "output", type=click.Path(dir_okay=False, path_type=Path), help="write to FILE instead of stdout")
-    @functools.wraps(fn)
-    def wrapper(*args, fmt, output, **kwargs):
-        frame = fn(*args, **kwargs)
-        if CAPTURE.get():
-            return frame
-        emit(frame, fmt, output)
+    def decorate(fn):
+        @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown", "latex"]), default="table", show_default=True, help="output format")
+        @click.option(flag, "output", type=click.Path(dir_okay=False, path_type=Path), help="write to FILE instead of stdout")
+        @functools.wraps(fn)
+        def wrapper(*args, fmt, output, **kwargs):
+            frame = fn(*args, **kwargs)
+            if CAPTURE.get():
+                return frame
+            emit(frame, fmt, output)
 
-    return wrapper
+        return wrapper
+
+    return decorate(fn) if fn is not None else decorate
 
 
 def emit(frame, fmt: str, output: Path | None) -> None:
@@ -467,6 +471,53 @@ def hardware_measure(device, quick, save):
     return catalog_frame([acc])
 
 
+def fusion_options(fn):
+    fn = click.option("--fold-elementwise/--no-fold-elementwise", default=True, show_default=True, help="norms, activations, RoPE and residuals ride in neighbouring kernels (no launch of their own)")(fn)
+    fn = click.option("--merge-projections/--no-merge-projections", default=True, show_default=True, help="projections reading one input (QKV, gate/up) run as one GEMM")(fn)
+    fn = click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True, help="decode and prefill replayed without host launches (engines: TensorRT-LLM, vLLM, gpt-fast); off: eager PyTorch")(fn)
+    return fn
+
+
+@cli.command()
+@model_option
+@gpu_option(required=True)
+@click.option("--batch", type=Count(), default=1, show_default=True, help=f"sequences run together ({SIZE_HELP})")
+@click.option("--prompt", type=Count(), required=True, help=f"prompt tokens per sequence ({SIZE_HELP})")
+@click.option("--output", "output_tokens", type=Count(), required=True, help=f"generated tokens per sequence, the first from the prefill ({SIZE_HELP})")
+@dtype_options
+@click.option("--weight-group-size", type=click.IntRange(1), help="int4/int8 weights: weights per fp16 scale (GPTQ/AWQ g128 = 128); default none")
+@click.option("--embed-dtype", type=click.Choice(DTYPES), help="embedding table and LM head dtype (default: the weight dtype, or 16-bit under weight-only int4/int8/fp8 weights)")
+@fusion_options
+@click.option("--by", type=click.Choice(["total", "step"]), default="total", show_default=True, help="step: one row per decode step")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw each step's latency over the output (PNG/SVG/PDF)")
+@output_options(flag="--output-file")
+def request(arch, gpu, batch, prompt, output_tokens, by, plot, cuda_graphs, merge_projections, fold_elementwise,
+            compute_efficiency, bandwidth_efficiency, **kw):
+    """Latency of one batch of requests: prefill, then a decode step per output token.
+
+    ttft_s (the prefill), tpot_s (mean decode step over the growing context), e2e_latency_s,
+    output tokens/s (total and per user), from the calibrated cost model; the pure
+    roofline (roofline_*) is the bound beside it; fits and memory_bytes say whether the
+    weights and the final KV cache fit on the GPU. The file flag is --output-file here:
+    --output is the number of generated tokens."""
+    from perfmodel.cost import Fusion
+    from perfmodel.request import report
+
+    sc = scenario(arch, "decode", batch=batch, gpu=gpu, compute_efficiency=compute_efficiency,
+                  bandwidth_efficiency=bandwidth_efficiency, **{k: kw.pop(k) for k in ("weight_dtype", "act_dtype", "kv_dtype")})
+    sc = sc.but(weight_group_size=kw.pop("weight_group_size"), embed_dtype=kw.pop("embed_dtype"))
+    fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
+    frame = report(sc, prompt, output_tokens, fusion, by=by)
+    if not bool(frame["fits"].iloc[0]):
+        click.echo(f"warning: does not fit: needs {frame['memory_bytes'].iloc[0] / 2**30:.1f} GiB of "
+                   f"{sc.accelerator.memory_bytes / 2**30:.1f} GiB on {sc.accelerator.name}", err=True)
+    if plot:
+        from perfmodel.plots import request_chart
+
+        request_chart(report(sc, prompt, output_tokens, fusion, by="step"), plot, sc)
+    return frame
+
+
 @cli.group()
 def validate():
     """Check the model against measurements: timed here, published, or stored."""
@@ -493,6 +544,22 @@ def validate_attention(device, grid, gpu, threads, published, measured, by, out_
 
     return report(device=device, grid=grid, gpu=gpu, threads=threads, published=published, measured=measured,
                   by=by, out_of_sample=out_of_sample, fit_path=fit_path, refit=refit, plot=plot, progress=True)
+
+
+@validate.command("e2e")
+@click.option("--published", is_flag=True, required=True, help="score the published end-to-end measurements (hardware/data/e2e-measurements.csv)")
+@click.option("--by", default="study", show_default=True, help="row, all, or a summary per comma-separated keys: study, engine, gpu, accelerator, weight_dtype, metric, tier, model, batch")
+@click.option("--in-sample-only", is_flag=True, help="skip the leave-one-source-out predictions")
+@click.option("--unmapped", is_flag=True, help="list the rows that are not scored, with the reason")
+@output_options
+def validate_e2e(published, by, in_sample_only, unmapped):
+    """Request latencies against published engine runs (one GPU, fixed batch): error =
+    predicted/measured - 1 on times (a rate's error is taken on the time it implies, so
+    negative is too fast), for the pure roofline, the old flat efficiencies, the
+    calibrated cost model in sample, and leave-one-source-out (loso)."""
+    from hardware.e2e import report
+
+    return report(by, out_of_sample=not in_sample_only, unmapped=unmapped)
 
 
 # --- batch: many rows of one table command, in one process -----------------------------

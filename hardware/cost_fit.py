@@ -12,7 +12,7 @@ import numpy as np
 from perfmodel.cost import CostParams
 from perfmodel.efficiency import levenberg_marquardt
 
-FRACTIONS = ("weight_stream_efficiency", "stream_efficiency", "attention_efficiency")
+FRACTIONS = ("weight_stream_efficiency", "stream_efficiency", "attention_efficiency", "softmax_overlap")
 
 
 def _get(params: CostParams, name: str) -> float:

@@ -12,13 +12,16 @@ Three kernel kinds, each one sympy expression over the symbols in
   weights at ``e_w·BW`` (the GEMV regime of small M) and the rest at ``e_m·BW``.
 - **Attention** (QKᵀ, softmax, PV fused as FlashAttention runs them): matrix work at
   ``e_a·R`` ramped by keys per query ``k/(k + k_h)``, plus the exponentials at the
-  special-function rate ``R_x`` and the other softmax work at the vector rate (not
-  overlapped: the FlashAttention-2 schedule), against the bytes at ``e_m·BW``.
+  special-function rate ``R_x`` and the other softmax work at the vector rate, of
+  which the fraction ``o_x`` hides under the matrix products (FlashAttention-3's
+  ping-pong schedule overlaps them; FlashAttention-2 does not), against the bytes at
+  ``e_m·BW``. Forward and backward launches are kernels of their own.
 - **Memory-bound** kernels (norms, RoPE, residuals, KV writes, the embedding gather):
   ``(X + X_h)/(e_m·BW)``, i.e. small transfers run below the plateau bandwidth.
 
-Every kernel adds ``t_k``; without CUDA graphs a kernel takes at least the host's
-launch time ``t_l``. Which ops are kernels is an option (:class:`Fusion`): engines
+Every kernel adds its fixed time ``t_k`` (measured on kernels timed alone) and, inside
+a step, the engine's gap ``t_g`` between kernels; without CUDA graphs a kernel takes
+at least the host's launch time ``t_l``. Which ops are kernels is an option (:class:`Fusion`): engines
 merge the projections that read one input (QKV, gate/up) into one GEMM and fold
 elementwise ops into their neighbours' prologues and epilogues.
 """
@@ -48,7 +51,9 @@ GEMM_COMPUTE_S = S.F_m / (S.R * S.e_g * WAVE_EFFICIENCY * ROW_EFFICIENCY * S.K_g
 GEMM_MEMORY_S = S.X_w / (S.BW * S.e_w) + (S.X_o + S.X_h) / (S.BW * S.e_m)
 GEMM_TIME_S = Max(GEMM_COMPUTE_S, GEMM_MEMORY_S) + S.t_k
 
-ATTENTION_COMPUTE_S = S.F_m / (S.R * S.e_a * S.N_g / (S.N_g + S.k_h)) + S.N_x / S.R_x + S.F_v / S.R_v
+_matrix_s = S.F_m / (S.R * S.e_a * S.N_g / (S.N_g + S.k_h))
+_softmax_s = S.N_x / S.R_x + S.F_v / S.R_v
+ATTENTION_COMPUTE_S = _matrix_s + _softmax_s - S.o_x * Min(_matrix_s, _softmax_s)
 ATTENTION_MEMORY_S = (S.X_o + S.X_h) / (S.BW * S.e_m)
 ATTENTION_TIME_S = Max(ATTENTION_COMPUTE_S, ATTENTION_MEMORY_S) + S.t_k
 
@@ -57,7 +62,7 @@ STREAM_TIME_S = Max(S.F_v / S.R_v, (S.X_w + S.X_o + S.X_h) / (S.BW * S.e_m))
 FORMULAS = {"gemm-time": GEMM_TIME_S, "attention-time": ATTENTION_TIME_S, "stream-time": STREAM_TIME_S}
 
 #: the fitted (or defaulted) terms, in the order compiled step functions take them
-PARAMETERS = (S.e_g, S.K_h, S.e_w, S.e_m, S.X_h, S.e_a, S.k_h, S.t_k, S.t_l)
+PARAMETERS = (S.e_g, S.K_h, S.e_w, S.e_m, S.X_h, S.e_a, S.k_h, S.o_x, S.t_k, S.t_g, S.t_l)
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,10 @@ class CostParams:
     stream_bytes_half: float
     attention_efficiency: float
     attention_k_half: float
+    softmax_overlap: float
     kernel_s: float
+    #: between kernels of a step (a GEMM timed alone in a loop hides it)
+    gap_s: float
     launch_s: float
     #: per decode/prefill step: engine work outside the kernels (scheduling, sampling)
     step_s: float
@@ -89,13 +97,15 @@ class CostParams:
     def __post_init__(self):
         object.__setattr__(self, "gemm_efficiency", MappingProxyType(dict(self.gemm_efficiency)))
         object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
+        if not 0 <= self.softmax_overlap <= 1:
+            raise PerfmodelError(f"cost model: softmax_overlap must be in [0, 1], got {self.softmax_overlap}")
         fractions = {"weight_stream_efficiency": self.weight_stream_efficiency, "stream_efficiency": self.stream_efficiency,
                      "attention_efficiency": self.attention_efficiency,
                      **{f"gemm_efficiency[{k}]": v for k, v in self.gemm_efficiency.items()}}
         for name, v in fractions.items():
             if not 0 < v <= 1:
                 raise PerfmodelError(f"cost model: {name} must be in (0, 1], got {v}")
-        for name in ("gemm_k_half", "stream_bytes_half", "attention_k_half", "kernel_s", "launch_s", "step_s", "eager_step_s"):
+        for name in ("gemm_k_half", "stream_bytes_half", "attention_k_half", "kernel_s", "gap_s", "launch_s", "step_s", "eager_step_s"):
             if not getattr(self, name) >= 0:
                 raise PerfmodelError(f"cost model: {name} must be non-negative, got {getattr(self, name)}")
 
@@ -109,7 +119,8 @@ class CostParams:
     def vector(self, dtype: str) -> tuple[float, ...]:
         """The values of :data:`PARAMETERS` for GEMMs in ``dtype``."""
         return (self.gemm_fraction(dtype), self.gemm_k_half, self.weight_stream_efficiency, self.stream_efficiency,
-                self.stream_bytes_half, self.attention_efficiency, self.attention_k_half, self.kernel_s, self.launch_s)
+                self.stream_bytes_half, self.attention_efficiency, self.attention_k_half, self.softmax_overlap,
+                self.kernel_s, self.gap_s, self.launch_s)
 
 
 @dataclass(frozen=True)
@@ -155,11 +166,13 @@ def kernels(ops, fusion: Fusion = Fusion()) -> list[Kernel]:
                       S.N_x: sum((o.exps for o in pending_attention), Integer(0)),
                       S.X_o: sum((_other_bytes(o) + o.weight_bytes for o in pending_attention), Integer(0)),
                       S.N_g: qk.gemm[1]}
-            out.append(Kernel("attention", "attn.core", inputs, qk.repeat))
+            out.append(Kernel("attention", f"attn.core.{qk.pass_}", inputs, qk.repeat))
             pending_attention.clear()
 
     for op in ops:
-        if op.core_attention and op.pass_ == "fwd":
+        if op.core_attention:
+            if pending_attention and pending_attention[-1].pass_ != op.pass_:
+                flush_attention()
             pending_attention.append(op)
             continue
         flush_attention()
@@ -189,6 +202,8 @@ def kernel_time(kernel: Kernel, fusion: Fusion = Fusion()) -> Expr:
     is_kernel = kernel.kind != "stream" or not fusion.fold_elementwise
     if kernel.kind == "stream" and is_kernel:
         formula = formula + S.t_k
+    if is_kernel:
+        formula = formula + S.t_g
     time = formula.xreplace({k: sympify(v) for k, v in kernel.inputs.items() if k != "group"})
     defaults = {S.X_w: 0, S.X_o: 0, S.F_v: 0, S.F_m: 0, S.N_x: 0}
     time = time.xreplace({k: Integer(v) for k, v in defaults.items() if k in time.free_symbols})

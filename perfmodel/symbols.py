@@ -99,8 +99,11 @@ e_w = dim("e_w", "achieved fraction of bandwidth while a GEMM streams its weight
 e_m = dim("e_m", "achieved fraction of bandwidth of memory-bound kernels (plateau)", "fraction", integer=False)
 X_h = dim("X_h", "bytes a kernel moves at half its plateau bandwidth (small transfers)", "bytes", integer=False)
 e_a = dim("e_a", "achievable fraction of the matrix peak inside attention at long sequences", "fraction", integer=False)
+o_x = dim("o_x", "fraction of the softmax time hidden under attention's matrix products (FA3 overlaps, FA2 does not)",
+          "fraction", integer=False, zero=True)
 k_h = dim("k_h", "keys per query at which attention reaches half its plateau rate", "keys", integer=False)
 t_k = dim("t_k", "fixed time per kernel (launch gap, prologue, tail)", "s", integer=False)
+t_g = dim("t_g", "engine time between two kernels of a step (launch latency, synchronisation, drain)", "s", integer=False)
 t_l = dim("t_l", "host time to launch one kernel without CUDA graphs", "s", integer=False)
 
 _LAYER_COUNTS: dict[str, Symbol] = {}
