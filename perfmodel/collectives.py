@@ -2,9 +2,12 @@
 
 One level of links (all GPUs behind one NVSwitch, one PCIe tree, or one NIC rail):
 
-    T = t_c + alpha_c * steps(n) + bus_bytes(n, X) / (BW_u * eff(X)),  eff(X) = e_c * X / (X + X_ch)
+    T = t_c + alpha_c * steps(n) + bus_bytes(n, X) / (BW_u * eff(X)),
+    eff(X) = e_c * X**p_c / (X**p_c + X_ch**p_c)
 
-``X`` is the nccl-tests message size (all-reduce buffer, gathered output, all-to-all send
+``eff`` reaches half its plateau ``e_c`` at ``X_ch``; ``p_c = 1`` is the plain alpha-beta
+model (the ramp then only adds a constant), the fitted ``p_c`` of 0.5-0.7 is the slower
+ramp of NCCL's protocol and chunking changes. ``X`` is the nccl-tests message size (all-reduce buffer, gathered output, all-to-all send
 buffer); ``bus_bytes`` is what each GPU sends (and receives) per direction, so
 ``bus_bytes / X`` is nccl-tests' bus-bandwidth factor for ring algorithms. A hierarchical
 collective across nodes is a sum of single-level expressions: the intra-node level with
@@ -59,7 +62,7 @@ ALGORITHMS: dict[tuple[str, str], Algorithm] = {(a.collective, a.name): a for a 
 COLLECTIVES = tuple(dict.fromkeys(a.collective for a in _ALGORITHMS))
 
 #: single-level symbols -> the inter-node level's (scale-out NIC) symbols
-INTER_NODE = {S.BW_u: S.BW_o, S.t_c: S.t_o, S.alpha_c: S.alpha_o, S.e_c: S.e_o, S.X_ch: S.X_oh}
+INTER_NODE = {S.BW_u: S.BW_o, S.t_c: S.t_o, S.alpha_c: S.alpha_o, S.e_c: S.e_o, S.X_ch: S.X_oh, S.p_c: S.p_o}
 
 
 def algorithm(collective: str, name: str) -> Algorithm:
@@ -73,7 +76,7 @@ def algorithm(collective: str, name: str) -> Algorithm:
 
 def efficiency() -> Expr:
     """Achieved fraction of link bandwidth at message size X: ramps to e_c, half at X_ch."""
-    return S.e_c * X / (X + S.X_ch)
+    return S.e_c * X**S.p_c / (X**S.p_c + S.X_ch**S.p_c)
 
 
 def time(collective: str, name: str) -> Expr:

@@ -115,6 +115,8 @@ e_c = dim("e_c", "achievable fraction of link bandwidth for large collective mes
           integer=False)
 X_ch = dim("X_ch", "collective message bytes at which the bandwidth reaches half its plateau", "bytes",
            integer=False)
+p_c = dim("p_c", "steepness of a collective's bandwidth ramp with message size (1: alpha-beta)", "1",
+          integer=False)
 # the second level of a hierarchical collective: nodes joined by each GPU's scale-out NIC
 n_n = dim("n_n", "nodes taking part in a hierarchical collective", "nodes")
 n_g = dim("n_g", "GPUs per node taking part in a hierarchical collective", "GPUs")
@@ -124,6 +126,7 @@ alpha_o = dim("alpha_o", "latency per inter-node algorithm step (one network hop
 e_o = dim("e_o", "achievable fraction of NIC bandwidth for large messages (plateau)", "fraction", integer=False)
 X_oh = dim("X_oh", "inter-node message bytes at which the bandwidth reaches half its plateau", "bytes",
            integer=False)
+p_o = dim("p_o", "steepness of the inter-node bandwidth ramp with message size", "1", integer=False)
 
 _LAYER_COUNTS: dict[str, Symbol] = {}
 
