@@ -52,6 +52,7 @@ _STARTS = ((5e-6, 1e-6, 0.8, 1e6, 0.6), (10e-6, 0.3e-6, 0.6, 4e6, 1.0), (3e-6, 2
 BOUNDS = {"t_c": (1e-9, 1e-3), "alpha_c": (1e-12, 1e-4), "e_c": (0.01, 1.0), "X_ch": (1.0, 2.0**30),
           "p_c": (0.3, 1.5)}
 _LATENCY = re.compile(r"latency=([0-9.eE+-]+) ms")
+_FILE = re.compile(r"file (\S+ @ \w+)")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Row:
     time_s: float
     bandwidth_bytes_per_s: float
     group: str
+    file: str = ""
 
 
 def default_algorithm(system: str) -> str:
@@ -97,7 +99,7 @@ def load_rows(text: str | None = None) -> list[Row]:
         gpus = int(r["gpus"])
         rows.append(Row(r["source"], system, collective, alg, gpus, float(r["message_bytes"]),
                         float(latency.group(1)) * 1e-3, interconnect(system).scale_up.bandwidth_bytes_per_s,
-                        _group(system, collective, alg, gpus)))
+                        _group(system, collective, alg, gpus), _FILE.search(r["notes"]).group(1)))
     return rows
 
 
@@ -165,16 +167,22 @@ def fit(rows: list[Row]) -> dict[str, dict]:
     return {g: fit_group(rs) for g, rs in sorted(groups.items())}
 
 
-def transferred(groups: dict[str, dict], held_out: Row) -> dict[str, dict[str, float]] | None:
+def transferred(groups: dict[str, dict], held_out: Row, same_generation: bool = False) -> dict | None:
     """Per algorithm, the geometric median of the same collective's fitted parameters on the other
-    NVSwitch systems (None for a system without an NVSwitch: no donor of its kind)."""
-    if interconnect(held_out.system).scale_up.switch != "nvswitch":
+    NVSwitch systems (only those of the same NVLink generation if asked); None without a donor."""
+    mine = interconnect(held_out.system).scale_up
+    if mine.switch != "nvswitch":
         return None
+
+    def donor(system: str) -> bool:
+        link = interconnect(system).scale_up
+        return (system != held_out.system and link.switch == "nvswitch"
+                and (not same_generation or link.generation == mine.generation))
+
     out = {}
     for alg in candidates(held_out):
         donors = [g["parameters"][alg] for key, g in groups.items()
-                  if key.split("/")[1] == held_out.collective and key.split("/")[0] != held_out.system
-                  and alg in g["parameters"] and interconnect(key.split("/")[0]).scale_up.switch == "nvswitch"]
+                  if key.split("/")[1] == held_out.collective and alg in g["parameters"] and donor(key.split("/")[0])]
         if not donors:
             return None
         out[alg] = {p: float(np.exp(np.median(np.log([max(d[p], 1e-300) for d in donors]))))
@@ -231,6 +239,7 @@ def report(rows: list[Row]) -> dict:
     groups = fit(rows)
     in_rows, in_pred = _predict_all(rows, lambda key, r: groups[key]["parameters"])
     lo_rows, lo_pred = _predict_all(rows, lambda key, r: transferred(groups, r))
+    gen_rows, gen_pred = _predict_all(rows, lambda key, r: transferred(groups, r, same_generation=True))
     for key, g in groups.items():
         rs = [r for r in rows if r.group == key]
         rel = np.abs(predict(rs, g["parameters"]) / np.array([r.time_s for r in rs]) - 1)
@@ -240,15 +249,19 @@ def report(rows: list[Row]) -> dict:
         "efficiency": str(C.efficiency()),
         "method": METHOD,
         "data": f"hardware/data/{MEASUREMENTS} (timed sweep rows of catalog systems: {len(rows)})",
+        "sources": {s: sorted({f"{r.source}: {r.file}" for r in rows if r.system == s})
+                    for s in sorted({r.system for r in rows})},
         "date": datetime.date.today().isoformat(),
         "all_reduce_default": {s: default_algorithm(s) for s in sorted({r.system for r in rows})},
         "groups": groups,
         "plain_ring_check_8x_h100_all_reduce": plain_ring_check(rows, groups),
         "errors": {"in_sample": errors(in_rows, in_pred),
-                   "leave_one_source_out": errors(lo_rows, lo_pred) if lo_rows else {}},
-        "loso_rule": "a held-out system's groups use the geometric median of the same collective/algorithm's "
-                     "parameters on the other NVSwitch systems with the held-out system's own BW_u; PCIe "
-                     "systems have no donor (n/a)",
+                   "leave_one_source_out": errors(lo_rows, lo_pred),
+                   "leave_one_source_out_same_generation": errors(gen_rows, gen_pred)},
+        "loso_rule": "a source is one system's measurement files; a held-out system's groups use the "
+                     "geometric median of the same collective/algorithm's parameters on the other NVSwitch "
+                     "systems (same_generation: only those of its NVLink generation) with its own BW_u; PCIe "
+                     "systems and A100 (same generation) have no donor and are left out",
     }
 
 

@@ -81,7 +81,7 @@ def _row_to_interconnect(row: dict[str, str]) -> Interconnect:
     if row["scaleout_kind"].strip():
         out = Link(
             kind=row["scaleout_kind"],
-            generation=row["scaleout_kind"],
+            generation="",
             bandwidth_bytes_per_s=_exact(row["scaleout_gbit_per_s"], Fraction(10**9, 8), f"{key}.scaleout"),
             source=row["scaleout_source"],
         )
