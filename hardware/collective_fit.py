@@ -3,10 +3,11 @@
 One group per (system, collective, algorithm), all GPU counts together, so the n-scaling of
 ``perfmodel.collectives.time`` is tested, not fitted; PCIe systems add the GPU count to the
 group (their bandwidth depends on the server's PCIe tree, which links.csv does not hold).
-Least squares on ln(time), Levenberg-Marquardt on ln(parameters) (all stay positive).
-Errors: |predicted/measured - 1| per system and message band, in sample and leave-one-
-source-out, a source being one measured system file (the rows of other systems predict it
-through the median of their fitted parameters and this system's own link bandwidth).
+NCCL's default all-reduce on NVLink SHARP systems is the faster of ring and nvls at each
+size, both parameter sets fitted at once. Least squares on ln(time), Levenberg-Marquardt
+on parameters kept inside ``BOUNDS``. Errors: |predicted/measured - 1| per system and
+message band, in sample and leave-one-source-out (a source is one system's measurement
+files; the other NVSwitch systems' parameters predict it with its own link bandwidth).
 
 Run ``python -m hardware.collective_fit`` to rewrite ``data/collectives-fit.json``.
 """
@@ -66,7 +67,7 @@ class Row:
     time_s: float
     bandwidth_bytes_per_s: float
     group: str
-    file: str = ""
+    file: str
 
 
 def default_algorithm(system: str) -> str:
