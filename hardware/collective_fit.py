@@ -32,6 +32,7 @@ from hardware.links import interconnect
 from perfmodel import collectives as C
 from perfmodel import symbols as S
 from perfmodel.efficiency import levenberg_marquardt
+from perfmodel.errors import PerfmodelError
 
 MEASUREMENTS = "nccl-measurements.csv"
 FIT_FILE = "collectives-fit.json"
@@ -276,6 +277,36 @@ def save(path: Path | None = None) -> dict:
 def load_fit() -> dict:
     """The stored fit (``data/collectives-fit.json``)."""
     return json.loads((resources.files("hardware") / "data" / FIT_FILE).read_text(encoding="utf-8"))
+
+
+#: algorithms no nccl row measures alone borrow a measured one's parameters: the tree all-reduce the
+#: ring's, send/recv a ring all-gather's (at 2 GPUs an all-gather is one send/recv each way)
+BORROWED = {("all_reduce", "tree"): ("all_reduce", "ring"), ("send_recv", "direct"): ("all_gather", "ring")}
+
+
+def fitted_parameters(system: str, collective: str, algorithm: str, gpus: int, fit: dict | None = None) -> dict:
+    """Stored parameters {algorithm: {t_c, alpha_c, e_c, X_ch, p_c}} for one collective on one catalog
+    system ("auto" all-reduce: ring and nvls); PCIe systems by GPU count."""
+    fit = fit or load_fit()
+    key = interconnect(system).key
+    if algorithm == "auto" and not interconnect(key).nvls:
+        algorithm = "ring"
+    coll, alg = BORROWED.get((collective, algorithm), (collective, algorithm))
+    wanted = ("ring", "nvls") if alg == "auto" else (alg,)
+    for name, group in fit["groups"].items():
+        parts = name.split("/")
+        if parts[0] == key and parts[1] == coll and set(wanted) <= set(group["parameters"]) \
+                and (len(parts) < 4 or parts[3] == f"n={gpus}"):
+            return {(algorithm if a == alg else a): group["parameters"][a] for a in wanted}
+    raise PerfmodelError(f"collective fit: no fitted {collective}/{algorithm} for {key} on {gpus} GPUs")
+
+
+def time_s(system: str, collective: str, algorithm: str, gpus: int, message_bytes: float) -> float:
+    """Seconds for one collective on one catalog system, from the stored fit ("auto": the faster of
+    ring and nvls): perfmodel.collectives.time evaluated at the fitted parameters."""
+    link = interconnect(system).scale_up.bandwidth_bytes_per_s
+    return min(float(predictor(collective, alg)(*(theta[p] for p in PARAMETERS), gpus, message_bytes, link))
+               for alg, theta in fitted_parameters(system, collective, algorithm, gpus).items())
 
 
 if __name__ == "__main__":

@@ -214,3 +214,14 @@ def test_h200_rows_from_the_h100_fit():
         rel.append(abs(F.predict([r], params)[0] / r.time_s - 1))
     assert len(rel) == 321
     assert np.median(rel) <= 0.12 and np.percentile(rel, 90) <= 0.30
+
+
+def test_time_lookup_for_the_operator_table():
+    # 8x H100 all-reduce of 1 MiB measured 25.40 us (nccl row); the lookup evaluates the same fit.
+    assert F.time_s("h100", "all_reduce", "auto", 8, 2**20) == pytest.approx(25.4e-6, rel=0.15)
+    # tree and send/recv are never measured alone: they borrow ring all-reduce's / all-gather's fit
+    assert F.fitted_parameters("h100", "all_reduce", "tree", 8) == {
+        "tree": FIT["groups"]["h100-sxm/all_reduce/auto"]["parameters"]["ring"]}
+    assert F.time_s("a100", "send_recv", "direct", 2, 2**20) > F.time_s("a100", "all_gather", "ring", 2, 2**20)
+    with pytest.raises(PerfmodelError, match=r"^collective fit: no fitted all_reduce/ring for l4 on 2 GPUs$"):
+        F.time_s("l4", "all_reduce", "ring", 2, 1e6)
