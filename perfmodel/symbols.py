@@ -106,6 +106,31 @@ t_k = dim("t_k", "fixed time per kernel (launch gap, prologue, tail)", "s", inte
 t_g = dim("t_g", "engine time between two kernels of a step (launch latency, synchronisation, drain)", "s", integer=False)
 t_l = dim("t_l", "host time to launch one kernel without CUDA graphs", "s", integer=False)
 
+# --- collectives (issue 12): one collective call over one level of links ----------------
+n_c = dim("n_c", "GPUs taking part in one collective", "GPUs")
+X_c = dim("X_c", "message bytes of a collective (nccl-tests size: all-reduce buffer, gathered output, "
+          "all-to-all send buffer, send/recv payload)", "bytes", integer=False)
+BW_u = dim("BW_u", "scale-up link bandwidth per GPU per direction (NVLink, Infinity Fabric, PCIe)",
+           "bytes/s", integer=False)
+t_c = dim("t_c", "fixed time per collective call (launch, synchronisation)", "s", integer=False)
+alpha_c = dim("alpha_c", "latency per algorithm step (one hop) of a collective", "s", integer=False)
+e_c = dim("e_c", "achievable fraction of link bandwidth for large collective messages (plateau)", "fraction",
+          integer=False)
+X_ch = dim("X_ch", "collective message bytes at which the bandwidth reaches half its plateau", "bytes",
+           integer=False)
+p_c = dim("p_c", "steepness of a collective's bandwidth ramp with message size (1: alpha-beta)", "1",
+          integer=False)
+# the second level of a hierarchical collective: nodes joined by each GPU's scale-out NIC
+n_n = dim("n_n", "nodes taking part in a hierarchical collective", "nodes")
+n_g = dim("n_g", "GPUs per node taking part in a hierarchical collective", "GPUs")
+BW_o = dim("BW_o", "scale-out NIC bandwidth per GPU per direction (InfiniBand, RoCE)", "bytes/s", integer=False)
+t_o = dim("t_o", "fixed time per inter-node collective call", "s", integer=False)
+alpha_o = dim("alpha_o", "latency per inter-node algorithm step (one network hop)", "s", integer=False)
+e_o = dim("e_o", "achievable fraction of NIC bandwidth for large messages (plateau)", "fraction", integer=False)
+X_oh = dim("X_oh", "inter-node message bytes at which the bandwidth reaches half its plateau", "bytes",
+           integer=False)
+p_o = dim("p_o", "steepness of the inter-node bandwidth ramp with message size", "1", integer=False)
+
 _LAYER_COUNTS: dict[str, Symbol] = {}
 
 
