@@ -42,7 +42,9 @@ CLOCKS = {
 #: a part's GEMM fit is stored only when its rows agree with the model this well (RMS of
 #: ln t; H100's 551 rows give 0.15, A100's 16 mixed-GPU rows 0.47)
 MAX_GEMM_RMS = 0.25
-ENGINE_FIELDS = ["gap_s", "step_s", "eager_step_s", "weight_stream_efficiency"]
+ENGINE_FIELDS = ["gap_s", "step_s", "eager_step_s"]
+#: the part whose measured GEMV terms stand in for parts without GEMV rows
+GEMV_DONOR = "h100-sxm"
 
 
 def _entry(value, source):
@@ -176,6 +178,34 @@ def fit_attention(data: dict) -> dict:
     return report
 
 
+def attention_out_of_sample(data: dict) -> dict:
+    """The stored attention terms on published calls they were not fitted to (FA3
+    backward, FP8 forward, other fwd+bwd, decode), beside the pure roofline and the
+    previous per-group efficiency model (``efficiency-fit.json``) on the same rows."""
+    from hardware import published
+    from hardware.catalog import get_accelerator
+    from perfmodel.efficiency import load_fit
+    from perfmodel.validation import calibrate as old_model
+
+    rows = published.predicted()
+    rows = rows[rows["scored"] & (rows["impl"] == "fused") & rows["family"].isin(ATTENTION_FAMILIES)]
+    fitted = rows["regime"].eq("prefill") & rows["pass"].isin(["fwd", "fwd_bwd"]) & rows["dtype"].isin(["bf16", "fp16"])
+    unseen = rows[~fitted & rows["accelerator"].isin(data["accelerators"])]
+    old = old_model(unseen, load_fit(), published.accelerators(unseen))
+    report = {}
+    for (key, family, pass_, dtype), sub in unseen.groupby(["accelerator", "family", "pass", "dtype"]):
+        acc = get_accelerator(key)
+        params = params_for(acc, data)
+        new = _attention_predict(_attention_features(sub, acc, params), params) / sub["measured_s"].to_numpy() - 1
+        prev = old.loc[sub.index, "calibrated_error"].to_numpy()
+        pure = sub["predicted_s"].to_numpy() / sub["measured_s"].to_numpy() - 1
+        report[f"{family} {pass_} {dtype} @{key}"] = {
+            "rows": int(len(sub)), "cost_model_median_abs_error": round(float(np.median(np.abs(new))), 4),
+            "previous_model_median_abs_error": round(float(np.median(np.abs(prev))), 4),
+            "pure_roofline_median_abs_error": round(float(np.median(np.abs(pure))), 4)}
+    return report
+
+
 def _with_defaults(data: dict, values: dict, source: str) -> dict:
     out = copy.deepcopy(data)
     for name, v in values.items():
@@ -213,6 +243,12 @@ def main() -> None:
     data["accelerators"] = {}
     gemm_report = fit_gemms(data)
     attention_report = fit_attention(data)
+    attention_unseen = attention_out_of_sample(data)
+    donor = data["accelerators"].get(GEMV_DONOR, {})
+    for name in ("weight_stream_efficiency", "stream_bytes_half"):
+        if name in donor:
+            data["defaults"][name] = _entry(donor[name]["value"], f"{GEMV_DONOR}'s M <= 128 GEMM rows (the only part "
+                                            "with GEMV measurements), taken for parts without their own")
     all_rows = e2e.rows()
     rows = all_rows[all_rows["scored"]]
     prepared = e2e.prepare(all_rows)
@@ -230,6 +266,7 @@ def main() -> None:
     data["date"] = datetime.date.today().isoformat()
     data["gemm_fit"] = gemm_report
     data["attention_fit"] = attention_report
+    data["attention_out_of_sample"] = attention_unseen
     data["engine_fit_rms_log_error"] = round(rms, 4)
     path = resources.files("hardware") / "data" / FILE
     with open(str(path), "w", encoding="utf-8") as f:

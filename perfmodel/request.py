@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sympy import Expr
+
 from perfmodel import symbols as S
 from perfmodel.cost import Fusion, PARAMETERS, accelerator_terms, compile_step, step_time as cost_step_time
 from perfmodel.errors import PerfmodelError
@@ -76,6 +78,25 @@ def timer(sc: Scenario, fusion: Fusion, params) -> Timer:
 
 
 _TIMERS: dict = {}
+
+
+def calibrated_step(sc: Scenario, fusion: Fusion = Fusion()) -> Expr:
+    """The calibrated step time of ``sc`` as one expression over ``b``, ``s``, ``t``: the
+    cost model's kernels with the accelerator's terms and fitted values put in, plus the
+    per-step overhead."""
+    acc = sc.require_accelerator()
+    params = cost_params(acc)
+    ops = [op for op in sc.table.ops if op.pass_ == "fwd"]
+    terms = {**accelerator_terms(acc, params, gemm_dtype(sc)), **dict(zip(PARAMETERS, params.vector(gemm_dtype(sc))))}
+    overhead = params.step_s if fusion.cuda_graphs else params.eager_step_s
+    return cost_step_time(ops, fusion).xreplace({k: nsimplify_rate(v) for k, v in terms.items()}) + nsimplify_rate(overhead)
+
+
+def nsimplify_rate(v):
+    """A float term as an exact rational (so formulas stay exact sympy)."""
+    from sympy import Rational, oo
+
+    return oo if v == oo else Rational(str(float(v))) if not isinstance(v, int) else v
 
 
 def latency(seconds, prompt: int, output: int) -> dict:
