@@ -63,6 +63,11 @@ def params_for(acc, data: dict | None = None) -> CostParams:
     clock = own.get("clock_hz") or data.get("clocks", {}).get(acc.key)
     if clock:
         values["clock_hz"], sources["clock_hz"] = clock["value"], clock["source"]
+    check = data.get("e2e_validation")
+    if check:
+        loso = check["leave_one_source_out"]
+        sources["validation"] = (f"median |error| {loso['median_abs_error']:.0%} (p90 {loso['p90_abs_error']:.0%}) out of "
+                                 f"sample over {check['rows']} published single-GPU engine runs ({check['sources']} sources)")
     try:
         return CostParams(gemm_efficiency=gemm, sources=sources, **values)
     except TypeError as exc:
