@@ -72,3 +72,24 @@ def params_for(acc, data: dict | None = None) -> CostParams:
         return CostParams(gemm_efficiency=gemm, sources=sources, **values)
     except TypeError as exc:
         raise PerfmodelError(f"cost model data for {acc.name!r}: {exc}") from None
+
+
+def with_overrides(params: CostParams, overrides, where: str) -> CostParams:
+    """``params`` with a user file's ``cost`` mapping applied (field -> value; sources say so)."""
+    import dataclasses
+
+    if overrides is None:
+        return params
+    if not isinstance(overrides, dict):
+        raise PerfmodelError(f"{where}: expected a mapping of cost-model fields, got {type(overrides).__name__}")
+    known = {f.name for f in dataclasses.fields(CostParams)} - {"sources"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise PerfmodelError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    sources = dict(params.sources)
+    for name in overrides:
+        sources[name] = "the accelerator file"
+    try:
+        return dataclasses.replace(params, sources=sources, **overrides)
+    except (TypeError, ValueError) as exc:
+        raise PerfmodelError(f"{where}: {exc}") from None
