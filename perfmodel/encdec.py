@@ -1,0 +1,141 @@
+"""Encoder-decoder (T5, BART) and encoder-only (BERT, RoBERTa) models: the encoder
+stack, what their embeddings add, T5's relative-position bias, and BERT's heads.
+
+The encoder stack is built by the same layer builder as any decoder, over ``s`` new
+tokens against ``t`` cached, and then read over the source: ``s -> s_enc``, ``t -> 0``.
+Its attention is bidirectional (``Attention.causal = False``): every source token sees
+every other, and nothing is cached. It runs in a prefill (before the decoder's first
+step) and in training; a decode step only reads the cross-attention cache it left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from sympy import Integer
+
+from perfmodel import symbols as S
+from perfmodel.architecture import Architecture, Layer
+from perfmodel.errors import PerfmodelError
+from perfmodel.ops.base import ELEMENTWISE_FLOPS, ZERO, Block, Site, elementwise, linear, norm, tokens
+from perfmodel.ops.cross_attention import runs_encoder
+from perfmodel.ops.embedding import MODEL, embeddings, loss
+from perfmodel.options import Options
+
+ENCODER = "encoder."
+
+
+def check_phase(arch: Architecture, options: Options) -> None:
+    """An encoder-only model has no decode phase: it keeps no cache and generates nothing."""
+    if arch.kind == "encoder" and options.phase == "decode":
+        raise PerfmodelError(
+            f"{arch.name} is an encoder-only model ({arch.family}): it has no decode phase and no KV cache; "
+            "use --phase prefill (one forward pass over --seq tokens) or train"
+        )
+
+
+def stack_embeddings(arch: Architecture, options: Options) -> Block:
+    """One stack's input: token lookup, learned positions, token types (BERT), the
+    embedding norm (BART's layernorm_embedding, BERT's LayerNorm)."""
+    block = embeddings(arch, options)
+    enc = arch.encoder
+    if enc.token_types:
+        table = MODEL.tensor("embed.token_types.weight", (Integer(enc.token_types), S.d), "embedding", embedding=True)
+        add = MODEL.op(
+            "embed.token_types",
+            vector_flops=tokens() * S.d * ELEMENTWISE_FLOPS["add"],
+            weight_bytes=tokens() * S.d * S.B_w,
+            act_read_bytes=tokens() * S.d * S.B_a,
+            act_write_bytes=tokens() * S.d * S.B_a,
+        )
+        block += Block((table,), (add,))
+    if enc.embedding_norm is not None:
+        block += norm(MODEL, "embed.norm", S.d, enc.embedding_norm.kind, enc.embedding_norm.bias)
+    return block
+
+
+def relative_bias(arch: Architecture, layer_site: Site) -> Block:
+    """T5's bias table (``R`` buckets × ``n_h`` heads) and the lookup that turns it into an
+    ``n_h × s × keys`` bias: once per stack (T5, mT5), or in every layer (umT5)."""
+    enc = arch.encoder
+    if not enc.relative_buckets:
+        return Block()
+    site = layer_site if enc.relative_bias_per_layer else MODEL
+    table = site.tensor("attn.relative_bias.weight", (S.R, S.n_h), "attention")
+    lookup = site.op(
+        "attn.relative_bias",
+        weight_bytes=S.R * S.n_h * S.B_w,
+        act_write_bytes=S.n_h * S.s * (S.t + S.s) * S.B_a,
+    )
+    return Block((table,), (lookup,))
+
+
+def _prefixed(block: Block, prefix: str) -> Block:
+    return Block(
+        tuple(replace(t, name=prefix + t.name) for t in block.tensors),
+        tuple(replace(op, name=prefix + op.name) for op in block.ops),
+    )
+
+
+def encoder_block(arch: Architecture, options: Options, layer_block: Callable[[Site, Layer, Options], Block]) -> Block:
+    """The encoder of an encoder-decoder over ``s_enc`` source tokens. Its tensors always
+    count; its operators run only in a step that runs the encoder (see ``runs_encoder``).
+    The token table is the decoder's (shared); positions are the encoder's own."""
+    (group,) = arch.encoder_groups
+    site = Site(group.repeat, group.label)
+    block = stack_embeddings(arch, options)
+    block = Block(tuple(t for t in block.tensors if t.name != "embed.tokens.weight"), block.ops)
+    block += relative_bias(arch, site)
+    block += layer_block(site, group.layer, options)
+    final = arch.encoder.final_norm
+    if final is not None:
+        block += norm(MODEL, "final_norm", S.d, final.kind, final.bias)
+    block = _prefixed(block, ENCODER)
+    over_source = {S.s: S.s_enc, S.t: ZERO}
+    ops = tuple(op.subs(over_source) for op in block.ops) if runs_encoder(options) else ()
+    return Block(block.tensors, ops)
+
+
+def logit_scale(arch: Architecture, options: Options) -> Block:
+    """T5 with a tied head scales the decoder output by ``d_model**-0.5`` before the logits."""
+    if not arch.encoder.scale_logits:
+        return Block()
+    rows = tokens() if options.logits_for_all else S.b
+    return Block((), (elementwise(MODEL, "lm_head.scale", rows * S.d, ELEMENTWISE_FLOPS["add"]),))
+
+
+def encoder_heads(arch: Architecture, options: Options) -> Block:
+    """An encoder-only model's heads, as ``architectures`` names them: the pooler (first
+    token, dense + tanh), the MLM head (dense, activation, LayerNorm, logits over the
+    vocabulary for every token with the tied or own decoder and a bias), NSP, classifiers."""
+    enc = arch.encoder
+    heads = set(enc.heads)
+    block = Block()
+    first = S.b  # the first ([CLS]) token of each sequence
+    labels = Integer(enc.num_labels)
+    if "pooler" in heads:
+        block += linear(MODEL, "pooler.dense", S.d, S.d, "head", bias=True, rows=first)
+        block += Block((), (elementwise(MODEL, "pooler.tanh", first * S.d, ELEMENTWISE_FLOPS["tanh"]),))
+    if "mlm" in heads:
+        block += linear(MODEL, "mlm.dense", S.d, S.d, "head", bias=True)
+        act = arch.layers[0].ffn.activation
+        block += Block((), (elementwise(MODEL, "mlm.act", tokens() * S.d, ELEMENTWISE_FLOPS[act], saved=tokens() * S.d * S.B_a),))
+        block += norm(MODEL, "mlm.norm", S.d, "layer", True)
+        decoder = linear(MODEL, "mlm.decoder", S.d, S.V, "head", bias=True)
+        tensors = tuple(t for t in decoder.tensors if not (arch.tie_word_embeddings and t.name.endswith(".weight")))
+        tensors = tuple(replace(t, embedding=t.name.endswith(".weight")) for t in tensors)
+        block += Block(tensors, decoder.ops)
+        if options.training:
+            block += Block((), (loss(tokens()),))
+    if "nsp" in heads:
+        block += linear(MODEL, "nsp", S.d, Integer(2), "head", bias=True, rows=first)
+    if "classifier" in heads:
+        block += linear(MODEL, "classifier", S.d, labels, "head", bias=True, rows=first)
+    if "roberta_classifier" in heads:
+        block += linear(MODEL, "classifier.dense", S.d, S.d, "head", bias=True, rows=first)
+        block += Block((), (elementwise(MODEL, "classifier.tanh", first * S.d, ELEMENTWISE_FLOPS["tanh"]),))
+        block += linear(MODEL, "classifier.out_proj", S.d, labels, "head", bias=True, rows=first)
+    if "token_classifier" in heads:
+        block += linear(MODEL, "classifier", S.d, labels, "head", bias=True)
+    return block
