@@ -110,6 +110,7 @@ def compare(
     weight_dtype: str = "bf16",
     act_dtype: str = "bf16",
     kv_dtype: str = "bf16",
+    source_len: int | None = None,
 ) -> pd.DataFrame:
     """One row per model: parameters; KV cache at ``context``; memory of ``batch``
     sequences holding ``context`` tokens, whether it fits and the largest batch that
@@ -117,7 +118,9 @@ def compare(
     tokens/s at ``batch``; the balance batch; then ``<column>_vs_first`` ratios.
 
     ``models``: specs (``"MQA=llama-3-8b:num_key_value_heads=1"``), Variants or
-    Architectures; ``overrides`` apply to every spec before its own.
+    Architectures; ``overrides`` apply to every spec before its own. ``source_len``: the
+    source tokens of encoder-decoder models (others ignore it); their decode and cache
+    figures are the decoder's, with the encoder run in the prefill.
     """
     if isinstance(context, bool) or not isinstance(context, int) or context < 1:
         raise PerfmodelError(f"context: {context!r} is not a count of at least 1 token")
@@ -128,7 +131,10 @@ def compare(
             raise PerfmodelError(f"model {label!r} is listed twice; give variants distinct labels (LABEL=MODEL:KEY=VALUE)")
         labels.add(label)
         try:
-            rows.append(_row(label, arch, accelerator, context, batch, prompt, dict(weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype)))
+            dtypes = dict(weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype)
+            if arch.kind == "encoder-decoder":
+                dtypes["source"] = source_len
+            rows.append(_row(label, arch, accelerator, context, batch, prompt, dtypes))
         except PerfmodelError as exc:
             raise PerfmodelError(f"model {label!r}: {exc}") from None
     if not rows:

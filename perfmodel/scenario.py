@@ -13,6 +13,7 @@ from sympy import Expr, Symbol
 
 from perfmodel import symbols as S
 from perfmodel.architecture import Architecture
+from perfmodel.encdec import check_phase
 from perfmodel.errors import PerfmodelError
 from perfmodel.evaluate import bindings
 from perfmodel.options import Options
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 #: tokens per step when the user gives none
 DEFAULT_SEQ = {"prefill": 2048, "decode": 1, "train": 2048}
 DEFAULT_CONTEXT = {"prefill": 0, "decode": 2048, "train": 0}
+#: source tokens an encoder-decoder's encoder reads when the user gives none
+DEFAULT_SOURCE = 512
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,11 @@ class Scenario:
     accelerator: Accelerator | None = None
     #: achievable fractions for the expected time; None keeps only the pure roofline
     efficiency: Efficiency | None = None
+    #: source tokens the encoder of an encoder-decoder reads (default ``DEFAULT_SOURCE``)
+    source: int | None = None
 
     def __post_init__(self):
+        check_phase(self.arch, self.options)  # an encoder-only model has no decode phase
         for name in ("weight_dtype", "act_dtype", "kv_dtype"):
             dtype_bytes(getattr(self, name))  # unknown dtype -> one-line error
         if self.options.training and self.context:
@@ -56,10 +62,32 @@ class Scenario:
                 f"context + seq = {self.tokens_seen} exceeds max_position_embeddings={positions} "
                 "(learned positions cannot go further)"
             )
-        for name in ("batch", "seq", "context"):
+        for name in ("batch", "seq", "context", "source"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "context" else 1)):
                 raise PerfmodelError(f"{name}: {v!r} is not a valid count")
+        self._check_stacks()
+
+    def _check_stacks(self) -> None:
+        """Encoder-only models have no cache and no decode phase; only encoder-decoders read a source."""
+        kind = self.arch.kind
+        if kind == "encoder" and self.context:
+            raise PerfmodelError(f"context: {self.arch.name} is an encoder-only model and keeps no cache; leave --context out")
+        if self.source is not None and kind != "encoder-decoder":
+            raise PerfmodelError(f"source-len: {self.arch.name} has no encoder-decoder stack to read a source")
+        positions = self.arch.max_position_embeddings
+        if kind == "encoder-decoder" and positions is not None and self.source_tokens > positions:
+            raise PerfmodelError(f"source-len {self.source_tokens} exceeds max_position_embeddings={positions}")
+
+    @property
+    def source_tokens(self) -> int | None:
+        """Encoder tokens of an encoder-decoder: ``source``, else ``DEFAULT_SOURCE`` (capped at
+        learned positions); None for other models."""
+        if self.arch.kind != "encoder-decoder":
+            return None
+        if self.source is not None:
+            return self.source
+        return min(DEFAULT_SOURCE, self.arch.max_position_embeddings or DEFAULT_SOURCE)
 
     @property
     def phase(self) -> str:
@@ -105,6 +133,7 @@ class Scenario:
             b=self.batch,
             s=self.seq_tokens,
             t=self.context_tokens,
+            s_enc=self.source_tokens,
         )
 
     @property
