@@ -212,6 +212,8 @@ class Encoder:
     relative_bias_per_layer: bool = False  # umT5: every layer its own bias table; T5: one per stack
     token_types: int | None = None  # BERT's token-type (segment) embeddings
     scale_logits: bool = False  # T5 with a tied head: the decoder output is scaled by d_model**-0.5
+    #: BART untied: each stack its own token table, and a third (``shared``) neither stack reads
+    separate_token_tables: bool = False
     #: encoder-only heads: "pooler", "mlm", "nsp", "classifier", "roberta_classifier", "token_classifier"
     heads: tuple[str, ...] = ()
     num_labels: int = 2

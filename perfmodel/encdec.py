@@ -81,11 +81,16 @@ def _prefixed(block: Block, prefix: str) -> Block:
 def encoder_block(arch: Architecture, options: Options, layer_block: Callable[[Site, Layer, Options], Block]) -> Block:
     """The encoder of an encoder-decoder over ``s_enc`` source tokens. Its tensors always
     count; its operators run only in a step that runs the encoder (see ``runs_encoder``).
-    The token table is the decoder's (shared); positions are the encoder's own."""
+    The token table is the decoder's (shared), except in an untied BART; positions are the
+    encoder's own."""
     (group,) = arch.encoder_groups
     site = Site(group.repeat, group.label)
     block = stack_embeddings(arch, options)
-    block = Block(tuple(t for t in block.tensors if t.name != "embed.tokens.weight"), block.ops)
+    if arch.encoder.separate_token_tables:
+        shared = MODEL.tensor("shared.weight", (S.V, S.d), "embedding", embedding=True)
+        block += Block((shared,), ())
+    else:
+        block = Block(tuple(t for t in block.tensors if t.name != "embed.tokens.weight"), block.ops)
     block += relative_bias(arch, site)
     block += layer_block(site, group.layer, options)
     final = arch.encoder.final_norm

@@ -17,8 +17,9 @@ LAYER_NORM = Norm("layer", bias=True)
 
 
 def _feed_forward(c: Config) -> tuple[bool, str]:
-    """T5's ``feed_forward_proj``: ``ACT`` or ``gated-ACT`` (``gated-gelu`` is the tanh GELU)."""
-    value = c.get("feed_forward_proj", default="relu")
+    """T5's ``feed_forward_proj``: ``ACT`` or ``gated-ACT`` (``gated-gelu`` is the tanh GELU);
+    the class default is ``relu`` for T5, ``gated-gelu`` for mT5 and umT5."""
+    value = c.get("feed_forward_proj", default="relu" if c.model_type == "t5" else "gated-gelu")
     parts = value.split("-") if isinstance(value, str) else []
     if not parts or len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
         raise ConfigError("feed_forward_proj", f"must be ACT or gated-ACT (e.g. relu, gated-gelu), got {value!r}")
@@ -82,7 +83,8 @@ def _bart(c: Config) -> dict:
     """BART (post-norm) and mBART (pre-norm, plus a final LayerNorm per stack): biased
     projections, LayerNorms with bias, a plain FFN, learned positions in each stack with 2
     rows beyond ``max_position_embeddings``, ``layernorm_embedding`` in each stack, the token
-    table shared by both stacks and the head (``final_logits_bias`` is a buffer, not a weight)."""
+    table shared by both stacks and the head (``final_logits_bias`` is a buffer, not a weight);
+    untied, each stack has its own table and the model keeps ``shared`` as well."""
     hidden = c.int("d_model", "hidden_size")
     heads = _same(c, "encoder_attention_heads", "decoder_attention_heads")
     head_dim = derived_head_dim(hidden, heads)
@@ -98,7 +100,9 @@ def _bart(c: Config) -> dict:
     encoder_layer = Layer(attention(False), ffn, norm=LAYER_NORM, norms=enc_norms)
     decoder_layer = Layer(attention(True), ffn, norm=LAYER_NORM, norms=dec_norms, cross_attention=attention(False))
     final = LAYER_NORM if pre_norm else None
+    tied = c.bool("tie_word_embeddings", default=True)
     encoder = Encoder(
+        separate_token_tables=not tied,
         layers=(encoder_layer,) * c.int("encoder_layers"),
         final_norm=final,
         embedding_norm=LAYER_NORM,
@@ -108,7 +112,7 @@ def _bart(c: Config) -> dict:
         vocab_size=c.int("vocab_size"),
         hidden_size=hidden,
         layers=(decoder_layer,) * c.int("decoder_layers"),
-        tie_word_embeddings=c.bool("tie_word_embeddings", default=True),
+        tie_word_embeddings=tied,
         final_norm=final,
         max_position_embeddings=c.int("max_position_embeddings"),
         encoder=encoder,

@@ -52,6 +52,8 @@ class Scenario:
 
     def __post_init__(self):
         check_phase(self.arch, self.options)  # an encoder-only model has no decode phase
+        if self.arch.kind == "encoder" and self.context:
+            raise PerfmodelError(f"context: {self.arch.name} is an encoder-only model and keeps no cache; leave --context out")
         for name in ("weight_dtype", "act_dtype", "kv_dtype"):
             dtype_bytes(getattr(self, name))  # unknown dtype -> one-line error
         if self.options.training and self.context:
@@ -71,8 +73,6 @@ class Scenario:
     def _check_stacks(self) -> None:
         """Encoder-only models have no cache and no decode phase; only encoder-decoders read a source."""
         kind = self.arch.kind
-        if kind == "encoder" and self.context:
-            raise PerfmodelError(f"context: {self.arch.name} is an encoder-only model and keeps no cache; leave --context out")
         if self.source is not None and kind != "encoder-decoder":
             raise PerfmodelError(f"source-len: {self.arch.name} has no encoder-decoder stack to read a source")
         positions = self.arch.max_position_embeddings
