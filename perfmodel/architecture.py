@@ -101,6 +101,7 @@ class LatentAttention:
     q_lora_rank: int | None = None  # None: queries projected directly from the hidden state
     bias: bool = False  # attention_bias: on q_a_proj, kv_a_proj_with_mqa and o_proj
     sliding_window: int | None = None
+    causal = True  # a decoder's attention (a class constant, not a field)
 
     def __post_init__(self):
         for f in ("num_attention_heads", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):

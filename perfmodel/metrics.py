@@ -46,7 +46,7 @@ def params(table: Table) -> dict[str, Expr]:
 
 def _cached_groups(arch: Architecture):
     """Layer groups whose self-attention caches K/V (an encoder's bidirectional one does not)."""
-    return [g for g in arch.groups if g.layer.attention and getattr(g.layer.attention, "causal", True)]
+    return [g for g in arch.groups if g.layer.attention and g.layer.attention.causal]
 
 
 def kv_cache_bytes_per_token(arch: Architecture, options: Options = Options(phase="decode")) -> Expr:

@@ -74,8 +74,10 @@ def hf_checkpoint_params(data: dict) -> tuple[int, int]:
     with torch.device("meta"):
         model = hf_model(data)
     numel = sum(p.numel() for p in model.parameters())
-    untied_t5 = data["model_type"] in ("t5", "mt5", "umt5") and data.get("tie_word_embeddings") is False
-    assert model.config.tie_word_embeddings is True if data["model_type"] in ("t5", "mt5", "umt5") else True
+    t5_family = data["model_type"] in ("t5", "mt5", "umt5")
+    if t5_family:
+        assert model.config.tie_word_embeddings is True  # forced, whatever the file says
+    untied_t5 = t5_family and data.get("tie_word_embeddings") is False
     return numel, numel + (model.lm_head.weight.numel() if untied_t5 else 0)
 
 

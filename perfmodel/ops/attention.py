@@ -99,7 +99,7 @@ def attention_core(
     (``from_cache=False``), they are activations (``B_a``). ``keys``: keys per sequence
     when they are not this stack's own (cross-attention: the source), every one visible.
     """
-    from_cache = options.caching and getattr(att, "causal", True) if from_cache is None else from_cache
+    from_cache = options.caching and att.causal if from_cache is None else from_cache
     seen = keys_read(att) if keys is None else keys
     pairs = S.b * heads * (visible_pairs(att, options) if keys is None else S.s * keys)
     # attention sinks: one learned logit per head joins each query row's softmax
@@ -159,7 +159,7 @@ def attention_core(
 def _cache_write(site: Site, att, options: Options) -> tuple:
     """Inference stores the new tokens' K/V (or MLA latent) in the cache dtype; an
     encoder's bidirectional attention keeps none."""
-    if not options.caching or not getattr(att, "causal", True):
+    if not options.caching or not att.causal:
         return ()
     elements = tokens() * kv_elements_per_token(att, options)
     return (
