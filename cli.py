@@ -407,6 +407,7 @@ def compare(models, sets, gpu, plot, plot_column, **kw):
 @click.option("--batch", "batch", default="1", show_default=True, metavar="GRID", help="batch sizes")
 @click.option("--context", "context", metavar="GRID", help="cached tokens (default: the phase's)")
 @click.option("--seq", "seq", metavar="GRID", help="new tokens per sequence (default: the phase's)")
+@click.option("--source-len", type=Count(), help=SOURCE_HELP)
 @dtype_options
 @impl_options
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw the sweep (PNG/SVG/PDF by extension)")

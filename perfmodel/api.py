@@ -194,7 +194,7 @@ def memory_report(sc: Scenario) -> pd.DataFrame:
         row["capacity_bytes"] = acc.memory_bytes
         row["fits"] = row["total_bytes"] <= acc.memory_bytes
         row["max_batch"] = _largest(total, sc.values, S.b, acc.memory_bytes)
-        if not sc.options.training:
+        if not sc.options.training and sc.arch.kind != "encoder":  # an encoder-only model keeps no context
             # the cache grows by whole chunks of the given size; 0: not even one chunk fits
             cached = _largest(total, sc.values, S.t, acc.memory_bytes, low=0)
             row["max_context"] = None if cached is None else (cached + sc.seq_tokens if cached >= 0 else 0)
