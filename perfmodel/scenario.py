@@ -71,7 +71,7 @@ class Scenario:
         self._check_stacks()
 
     def _check_stacks(self) -> None:
-        """Encoder-only models have no cache and no decode phase; only encoder-decoders read a source."""
+        """Only encoder-decoders read a source, within their learned positions."""
         kind = self.arch.kind
         if self.source is not None and kind != "encoder-decoder":
             raise PerfmodelError(f"source-len: {self.arch.name} has no encoder-decoder stack to read a source")

@@ -89,19 +89,19 @@ def attention_core(
     k_per_key: Expr,
     v_per_key: Expr,
     from_cache: bool | None = None,
-    keys: Expr | None = None,
+    source_keys: Expr | None = None,
 ) -> tuple:
     """QKᵀ, softmax and PV over the visible pairs; fused kernels keep scores on chip.
 
     ``k_per_key``/``v_per_key``: elements read per key (all K/V heads). At inference
     they come from the cache (``B_kv``), unless the attention is bidirectional (an
     encoder's); in training, or when freshly expanded from an MLA latent
-    (``from_cache=False``), they are activations (``B_a``). ``keys``: keys per sequence
-    when they are not this stack's own (cross-attention: the source), every one visible.
+    (``from_cache=False``), they are activations (``B_a``). ``source_keys``: keys per
+    sequence when they are not this stack's own (cross-attention: the source), all visible.
     """
     from_cache = options.caching and att.causal if from_cache is None else from_cache
-    seen = keys_read(att) if keys is None else keys
-    pairs = S.b * heads * (visible_pairs(att, options) if keys is None else S.s * keys)
+    seen = keys_read(att) if source_keys is None else source_keys
+    pairs = S.b * heads * (visible_pairs(att, options) if source_keys is None else S.s * source_keys)
     # attention sinks: one learned logit per head joins each query row's softmax
     sinks = isinstance(att, Attention) and att.sinks
     sink_logits = S.b * heads * S.s if sinks else ZERO

@@ -44,7 +44,7 @@ def cross_attention_block(site: Site, att: Attention, options: Options) -> Block
             block += Block((), (site.op("xattn.kv_cache_write", act_read_bytes=elements * S.B_a, kv_write_bytes=elements * S.B_kv),))
     qk, softmax, pv = attention_core(
         site, att, options, heads=S.n_h, qk_dim=S.d_h, v_dim=S.d_h,
-        k_per_key=kv_width, v_per_key=kv_width, from_cache=options.caching, keys=S.s_enc,
+        k_per_key=kv_width, v_per_key=kv_width, from_cache=options.caching, source_keys=S.s_enc,
     )
     names = {"attn.qk": "xattn.qk", "attn.softmax": "xattn.softmax", "attn.pv": "xattn.pv"}
     core = tuple(replace(op, name=names[op.name]) for op in (qk, softmax, pv))
