@@ -67,6 +67,8 @@ class Attention:
     causal: bool = True
     #: a learned bias per head and relative-position bucket is added to the scores (T5)
     position_bias: bool = False
+    #: a bias on k_proj; None: as ``qkv_bias`` (Whisper: q and v biased, k not)
+    k_bias: bool | None = None
 
     def __post_init__(self):
         for f in ("num_attention_heads", "num_key_value_heads", "head_dim"):
@@ -218,12 +220,17 @@ class Encoder:
     #: encoder-only heads: "pooler", "mlm", "nsp", "classifier", "roberta_classifier", "token_classifier"
     heads: tuple[str, ...] = ()
     num_labels: int = 2
+    #: Whisper: the encoder reads log-mel frames (this many bins) through two kernel-3
+    #: convolutions (the second with stride 2: 2·s_enc frames in) instead of a token table
+    mel_bins: int | None = None
+    #: the encoder's own learned position table (Whisper's max_source_positions; None: as the decoder's)
+    source_positions: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))
         _positive("encoder", "position_offset", self.position_offset, zero_ok=True)
         _positive("encoder", "num_labels", self.num_labels)
-        for name in ("relative_buckets", "token_types"):
+        for name in ("relative_buckets", "token_types", "mel_bins", "source_positions"):
             if getattr(self, name) is not None:
                 _positive("encoder", name, getattr(self, name))
         unknown = set(self.heads) - {"pooler", "mlm", "nsp", "classifier", "roberta_classifier", "token_classifier"}

@@ -85,11 +85,14 @@ def encoder_block(arch: Architecture, options: Options, layer_block: Callable[[S
     encoder's own."""
     (group,) = arch.encoder_groups
     site = Site(group.repeat, group.label)
-    block = stack_embeddings(arch, options)
+    if arch.encoder.mel_bins:
+        block = audio_frontend(arch, options)
+    else:
+        block = stack_embeddings(arch, options)
     if arch.encoder.separate_token_tables:
         shared = MODEL.tensor("shared.weight", (S.V, S.d), "embedding", embedding=True)
         block += Block((shared,), ())
-    else:
+    elif not arch.encoder.mel_bins:
         block = Block(tuple(t for t in block.tensors if t.name != "embed.tokens.weight"), block.ops)
     block += relative_bias(arch, site)
     block += layer_block(site, group.layer, options)
@@ -100,6 +103,42 @@ def encoder_block(arch: Architecture, options: Options, layer_block: Callable[[S
     over_source = {S.s: S.s_enc, S.t: ZERO}
     ops = tuple(op.subs(over_source) for op in block.ops) if runs_encoder(options) else ()
     return Block(block.tensors, ops)
+
+
+def _conv(name: str, n_in, n_out, frames_in, frames_out) -> Block:
+    """A kernel-3 1-D convolution with bias, ``n_in -> n_out`` channels, then its GELU:
+    ``2·b·frames_out·n_out·3·n_in`` FLOPs (as a matmul over unfolded windows)."""
+    shape = (n_out, n_in, Integer(3))
+    tensors = (MODEL.tensor(f"{name}.weight", shape, "embedding"), MODEL.tensor(f"{name}.bias", (n_out,), "embedding"))
+    out = S.b * frames_out * n_out
+    conv = MODEL.op(
+        name,
+        matmul_flops=2 * out * 3 * n_in,
+        vector_flops=out * ELEMENTWISE_FLOPS["add"],
+        weight_bytes=(3 * n_in * n_out + n_out) * S.B_w,
+        act_read_bytes=S.b * frames_in * n_in * S.B_a,
+        act_write_bytes=out * S.B_a,
+        saved_bytes=S.b * frames_in * n_in * S.B_a,
+    )
+    act = elementwise(MODEL, f"{name}.act", out, ELEMENTWISE_FLOPS["gelu"], saved=out * S.B_a)
+    return Block(tensors, (conv, act))
+
+
+def audio_frontend(arch: Architecture, options: Options) -> Block:
+    """Whisper's encoder input: ``2·s`` log-mel frames through conv1 (``mel -> d``) and conv2
+    (stride 2, ``d -> d``), then its own (frozen, still a parameter) position table."""
+    mel = Integer(arch.encoder.mel_bins)
+    block = _conv("conv1", mel, S.d, 2 * S.s, 2 * S.s) + _conv("conv2", S.d, S.d, 2 * S.s, S.s)
+    rows = Integer(arch.encoder.source_positions)
+    table = MODEL.tensor("embed.positions.weight", (rows, S.d), "embedding", embedding=True)
+    add = MODEL.op(
+        "embed.positions",
+        vector_flops=tokens() * S.d * ELEMENTWISE_FLOPS["add"],
+        weight_bytes=S.s * S.d * S.B_w,
+        act_read_bytes=tokens() * S.d * S.B_a,
+        act_write_bytes=tokens() * S.d * S.B_a,
+    )
+    return block + Block((table,), (add,))
 
 
 def logit_scale(arch: Architecture, options: Options) -> Block:

@@ -178,3 +178,39 @@ def _bert(c: Config) -> dict:
         max_position_embeddings=c.int("max_position_embeddings", default=512),
         encoder=encoder,
     )
+
+
+@reader("whisper")
+def _whisper(c: Config) -> dict:
+    """Whisper: the encoder reads ``num_mel_bins`` log-mel frames through two convolutions
+    and a (frozen) table of ``max_source_positions`` positions; the decoder is mBART-shaped
+    (pre-norm, final LayerNorm per stack, no embedding norm) with ``max_target_positions``
+    learned positions; k_proj has no bias where q, v and out do; ``proj_out`` is tied to
+    the decoder's token table unless ``tie_word_embeddings`` is false."""
+    hidden = c.int("d_model", "hidden_size")
+    heads = _same(c, "encoder_attention_heads", "decoder_attention_heads")
+    head_dim = derived_head_dim(hidden, heads)
+    ffn = FFN(_same(c, "encoder_ffn_dim", "decoder_ffn_dim"), gated=False, activation=c.activation("activation_function", default="gelu"), bias=True)
+
+    def attention(causal: bool) -> Attention:
+        return Attention(heads, heads, head_dim, qkv_bias=True, o_bias=True, k_bias=False, rope=False, causal=causal)
+
+    encoder_layer = Layer(attention(False), ffn, norm=LAYER_NORM)
+    decoder_layer = Layer(
+        attention(True), ffn, norm=LAYER_NORM, norms=("attn.norm", "xattn.norm", "ffn.norm"), cross_attention=attention(False)
+    )
+    encoder = Encoder(
+        layers=(encoder_layer,) * c.int("encoder_layers"),
+        final_norm=LAYER_NORM,
+        mel_bins=c.int("num_mel_bins", default=80),
+        source_positions=c.int("max_source_positions", default=1500),
+    )
+    return dict(
+        vocab_size=c.int("vocab_size"),
+        hidden_size=hidden,
+        layers=(decoder_layer,) * c.int("decoder_layers"),
+        tie_word_embeddings=c.bool("tie_word_embeddings", default=True),
+        final_norm=LAYER_NORM,
+        max_position_embeddings=c.int("max_target_positions", default=448),
+        encoder=encoder,
+    )

@@ -38,8 +38,9 @@ def params(table: Table) -> dict[str, Expr]:
         "embedding_params": embedding,
         "non_embedding_params": table.params - embedding,
         "active_params": table.params - idle_experts,
-        "token_embedding_params": total([by_name["embed.tokens.weight"]]),
-        "position_embedding_params": total([t for n, t in by_name.items() if n == "embed.positions.weight"]),
+        # an encoder-decoder's encoder may have its own tables (``encoder.embed.*``; untied BART's ``shared``)
+        "token_embedding_params": total([t for n, t in by_name.items() if n.endswith("embed.tokens.weight") or n == "shared.weight"]),
+        "position_embedding_params": total([t for n, t in by_name.items() if n.endswith("embed.positions.weight")]),
         "lm_head_params": total([t for n, t in by_name.items() if n == "lm_head.weight"]),
     }
 

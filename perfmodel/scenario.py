@@ -75,19 +75,30 @@ class Scenario:
         kind = self.arch.kind
         if self.source is not None and kind != "encoder-decoder":
             raise PerfmodelError(f"source-len: {self.arch.name} has no encoder-decoder stack to read a source")
-        positions = self.arch.max_position_embeddings
-        if kind == "encoder-decoder" and positions is not None and self.source_tokens > positions:
-            raise PerfmodelError(f"source-len {self.source_tokens} exceeds max_position_embeddings={positions}")
+        if kind == "encoder-decoder":
+            limit, field = self._source_limit()
+            if limit is not None and self.source_tokens > limit:
+                raise PerfmodelError(f"source-len {self.source_tokens} exceeds {field}={limit}")
+
+    def _source_limit(self) -> tuple[int | None, str]:
+        """The encoder's learned positions: its own table (Whisper) or the shared size (BART)."""
+        own = self.arch.encoder.source_positions
+        if own is not None:
+            return own, "max_source_positions"
+        return self.arch.max_position_embeddings, "max_position_embeddings"
 
     @property
     def source_tokens(self) -> int | None:
         """Encoder tokens of an encoder-decoder: ``source``, else ``DEFAULT_SOURCE`` (capped at
-        learned positions); None for other models."""
+        learned positions; Whisper: its whole source table, as it pads audio to 30 s); None
+        for other models."""
         if self.arch.kind != "encoder-decoder":
             return None
         if self.source is not None:
             return self.source
-        return min(DEFAULT_SOURCE, self.arch.max_position_embeddings or DEFAULT_SOURCE)
+        if self.arch.encoder.source_positions is not None:
+            return self.arch.encoder.source_positions
+        return min(DEFAULT_SOURCE, self._source_limit()[0] or DEFAULT_SOURCE)
 
     @property
     def phase(self) -> str:

@@ -1,14 +1,15 @@
-"""Encoder-decoder (T5, mT5, umT5, BART, mBART) and encoder-only (BERT, RoBERTa,
+"""Encoder-decoder (T5, mT5, umT5, BART, mBART, Whisper) and encoder-only (BERT, RoBERTa,
 XLM-RoBERTa) models against independent sources.
 
 - Parameters: the real ``transformers`` 5.23 class on the meta device,
   ``sum(p.numel() for p in model.parameters())`` (tied tensors once). Encoder-decoders are
-  ``AutoModelForSeq2SeqLM``; encoder-only models are the class their ``architectures``
+  ``AutoModelForSeq2SeqLM`` (Whisper: ``AutoModelForSpeechSeq2Seq``); encoder-only models are the class their ``architectures``
   names (absent: ``*ForMaskedLM``). What each class ties by default: T5/mT5/umT5 share one
   token table between both stacks (``shared``) and, when tied, the LM head; BART/mBART
   share ``shared`` between both stacks and the LM head (``tie_word_embeddings`` default
   true; ``final_logits_bias`` is a buffer, not a parameter); BERT/RoBERTa tie the MLM
-  decoder's weight to the word embeddings (its bias is its own).
+  decoder's weight to the word embeddings (its bias is its own); Whisper ties ``proj_out`` to
+  the decoder's token table (its encoder has none: convolutions over log-mel frames).
   transformers 5.23 forces T5's head tied (``T5Config.__post_init__`` sets
   ``tie_word_embeddings = True`` whatever the file says), although a file that says false
   (flan-t5, t5-v1_1, mT5) describes a checkpoint that stores ``lm_head.weight`` apart: we
@@ -40,7 +41,7 @@ from perfmodel.presets import registry
 from perfmodel.scenario import Scenario
 from perfmodel.table import build
 
-SEQ2SEQ = ("t5", "mt5", "umt5", "bart", "mbart")
+SEQ2SEQ = ("t5", "mt5", "umt5", "bart", "mbart", "whisper")
 PRESETS = ["flan-t5-base", "t5-v1_1-large", "bart-large", "bert-base-uncased", "roberta-large"]
 
 
@@ -57,6 +58,8 @@ def hf_model(data: dict, **kw):
     rest = dict(data)
     model_type = rest.pop("model_type")
     cfg = transformers.AutoConfig.for_model(model_type, **rest)
+    if model_type == "whisper":
+        return transformers.AutoModelForSpeechSeq2Seq.from_config(cfg, **kw)
     if model_type in SEQ2SEQ:
         return transformers.AutoModelForSeq2SeqLM.from_config(cfg, **kw)
     names = data.get("architectures")
@@ -113,6 +116,11 @@ BASES = {
                  encoder_ffn_dim=48, decoder_ffn_dim=48, encoder_layers=2, decoder_layers=2, max_position_embeddings=40),
     "mbart": dict(model_type="mbart", vocab_size=64, d_model=32, encoder_attention_heads=4, decoder_attention_heads=4,
                   encoder_ffn_dim=48, decoder_ffn_dim=48, encoder_layers=2, decoder_layers=2, max_position_embeddings=40),
+    # Whisper: 12 source positions, so the encoder reads exactly 24 mel frames (as transformers requires)
+    "whisper": dict(model_type="whisper", vocab_size=64, d_model=32, encoder_attention_heads=4, decoder_attention_heads=4,
+                    encoder_ffn_dim=48, decoder_ffn_dim=48, encoder_layers=2, decoder_layers=2, max_source_positions=12,
+                    max_target_positions=20, num_mel_bins=16, pad_token_id=0, bos_token_id=0, eos_token_id=0,
+                    decoder_start_token_id=1),
     "bert": dict(model_type="bert", vocab_size=64, hidden_size=32, num_attention_heads=4, intermediate_size=48,
                  num_hidden_layers=2, max_position_embeddings=40),
     "roberta": dict(model_type="roberta", vocab_size=64, hidden_size=32, num_attention_heads=4, intermediate_size=48,
@@ -139,6 +147,13 @@ BART_FIELDS = [
     {"max_position_embeddings": 64},
     {"scale_embedding": True},
 ]
+WHISPER_FIELDS = [
+    {"decoder_layers": 3},
+    {"tie_word_embeddings": False},
+    {"num_mel_bins": ABSENT},  # the class default, 80
+    {"max_target_positions": 32},
+    {"activation_function": "relu"},
+]
 BERT_FIELDS = [
     {"architectures": ["{P}ForMaskedLM"]},
     {"architectures": ["{P}Model"]},
@@ -155,7 +170,8 @@ PREFIX = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta"}
 
 def _cases():
     for family, base in BASES.items():
-        fields = T5_FIELDS if family in ("t5", "mt5", "umt5") else BART_FIELDS if family in ("bart", "mbart") else BERT_FIELDS
+        fields = {"t5": T5_FIELDS, "mt5": T5_FIELDS, "umt5": T5_FIELDS, "bart": BART_FIELDS, "mbart": BART_FIELDS,
+                  "whisper": WHISPER_FIELDS}.get(family, BERT_FIELDS)
         yield family, {}
         for extra in fields:
             yield family, extra
@@ -204,6 +220,7 @@ FLOP_CONFIGS = {
     "umt5": {**BASES["umt5"], "feed_forward_proj": "gated-gelu"},
     "bart": {**BASES["bart"], "decoder_layers": 3},
     "mbart": BASES["mbart"],
+    "whisper": {**BASES["whisper"], "decoder_layers": 3},
 }
 
 
@@ -229,19 +246,23 @@ def encoder_op(name: str) -> bool:
 
 @pytest.mark.parametrize("family", FLOP_CONFIGS)
 def test_seq2seq_flops_match(family):
-    """The encoder over the source; the decoder's first pass over ``TGT`` target tokens given
+    """The encoder over the source (Whisper: its two convolutions over the mel frames, which
+    FlopCounterMode counts as convolutions); the decoder's first pass over ``TGT`` target tokens given
     the encoder output (with the cross-attention K/V projections, every token's logits);
     both together; and a decode step against the filled cache, which projects no source K/V
     again (the cross K/V are computed once)."""
     data = FLOP_CONFIGS[family]
     model, mode, torch = fake_model(data)
     arch = from_config(data)
-    src = torch.zeros(B, SRC, dtype=torch.long)
     tgt = torch.zeros(B, TGT, dtype=torch.long)
+    if family == "whisper":  # 2·SRC log-mel frames; conv2 (stride 2) leaves SRC positions
+        source = {"input_features": torch.zeros(B, data["num_mel_bins"], 2 * SRC)}
+    else:
+        source = {"input_ids": torch.zeros(B, SRC, dtype=torch.long)}
     with mode, torch.no_grad():
-        encoder, encoded = counted_with_result(lambda: model.get_encoder()(input_ids=src))
+        encoder, encoded = counted_with_result(lambda: model.get_encoder()(**source))
         decoder, out = counted_with_result(lambda: model(encoder_outputs=encoded, decoder_input_ids=tgt))
-        both, _ = counted_with_result(lambda: model(input_ids=src, decoder_input_ids=tgt, use_cache=False))
+        both, _ = counted_with_result(lambda: model(**source, decoder_input_ids=tgt, use_cache=False))
         step, _ = counted_with_result(
             lambda: model(encoder_outputs=encoded, decoder_input_ids=tgt[:, :1], past_key_values=out.past_key_values)
         )
@@ -381,6 +402,7 @@ REFUSED = {
     "bart-stacks-differ": (["params", "--model", "bart-large", "--set", "decoder_ffn_dim=2048"], "decoder_ffn_dim"),
     "source-on-decoder-only": (["flops", "--model", "gpt2", "--source-len", "64"], "source-len"),
     "bart-source-too-long": (["flops", "--model", "bart-large", "--source-len", "2k"], "max_position_embeddings"),
+    "whisper-source-too-long": (["flops", "--model", "{whisper}", "--source-len", "13"], "max_source_positions"),
     "bert-unknown-head": (["params", "--model", "bert-base-uncased", "--set", 'architectures=["BertForQuestionAnswering"]'], "architectures"),
 }
 
@@ -391,7 +413,10 @@ def test_bad_input_is_one_error_line(tmp_path):
     del no_d_model["d_model"]
     path = tmp_path / "t5.json"
     path.write_text(json.dumps(no_d_model))
-    cases = {k: ([a.replace("{t5_no_d_model}", str(path)) for a in args], needle) for k, (args, needle) in REFUSED.items()}
+    whisper = tmp_path / "whisper.json"
+    whisper.write_text(json.dumps(BASES["whisper"]))
+    files = {"{t5_no_d_model}": str(path), "{whisper}": str(whisper)}
+    cases = {k: ([files.get(a, a) for a in args], needle) for k, (args, needle) in REFUSED.items()}
     with ThreadPoolExecutor(4) as pool:
         results = dict(zip(cases, pool.map(lambda k: _cli(cases[k][0]), cases)))
     for name, result in results.items():
@@ -413,3 +438,13 @@ def test_compare_sets_an_encoder_decoder_beside_a_decoder_only_model():
     assert t5["kv_cache_bytes"] == 36864 * (512 + 256)
     assert gpt2["kv_cache_bytes"] == 98304 * 512
     assert t5["total_params"] == registry()["flan-t5-base"]["total_params"]
+
+
+def test_position_and_token_tables_of_both_stacks():
+    """Hand derivation for bart-large: each stack has its own position table of
+    (1024 + 2) × 1024 rows (the offset of 2), and one token table of 50265 × 1024 serves
+    both stacks and the head."""
+    row = api.params(load("bart-large")).iloc[0]
+    assert row["position_embedding_params"] == 2 * (1024 + 2) * 1024
+    assert row["token_embedding_params"] == 50265 * 1024
+    assert row["lm_head_params"] == 0

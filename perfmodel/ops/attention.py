@@ -185,6 +185,11 @@ def attention_block(site: Site, layer: Layer, options: Options) -> Block:
     return _standard(site, att, options)
 
 
+def key_bias(att: Attention) -> bool:
+    """Whether k_proj has a bias: ``qkv_bias`` unless the family says otherwise (Whisper)."""
+    return att.qkv_bias if att.k_bias is None else att.k_bias
+
+
 def _standard(site: Site, att: Attention, options: Options) -> Block:
     q_width, kv_width = S.n_h * S.d_h, S.n_kv * S.d_h
     if att.fused_qkv:
@@ -192,7 +197,7 @@ def _standard(site: Site, att: Attention, options: Options) -> Block:
     else:
         block = (
             linear(site, "attn.q_proj", S.d, q_width, "attention", bias=att.qkv_bias)
-            + linear(site, "attn.k_proj", S.d, kv_width, "attention", bias=att.qkv_bias, save_input=False)
+            + linear(site, "attn.k_proj", S.d, kv_width, "attention", bias=key_bias(att), save_input=False)
             + linear(site, "attn.v_proj", S.d, kv_width, "attention", bias=att.qkv_bias, save_input=False)
         )
     if att.qk_norm:

@@ -14,7 +14,7 @@ from sympy import Expr
 
 from perfmodel import symbols as S
 from perfmodel.architecture import Attention
-from perfmodel.ops.attention import attention_core
+from perfmodel.ops.attention import attention_core, key_bias
 from perfmodel.ops.base import Block, Site, linear
 from perfmodel.options import Options
 
@@ -37,7 +37,7 @@ def cross_attention_block(site: Site, att: Attention, options: Options) -> Block
     source_rows = S.b * S.s_enc
     block = linear(site, "xattn.q_proj", S.d, q_width, "attention", bias=att.qkv_bias)
     if runs_encoder(options):
-        block += linear(site, "xattn.k_proj", S.d, kv_width, "attention", bias=att.qkv_bias, rows=source_rows)
+        block += linear(site, "xattn.k_proj", S.d, kv_width, "attention", bias=key_bias(att), rows=source_rows)
         block += linear(site, "xattn.v_proj", S.d, kv_width, "attention", bias=att.qkv_bias, rows=source_rows, save_input=False)
         if options.caching:
             elements = source_rows * cross_kv_elements_per_source_token()
