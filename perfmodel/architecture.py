@@ -217,7 +217,7 @@ class Encoder:
     scale_logits: bool = False  # T5 with a tied head: the decoder output is scaled by d_model**-0.5
     #: BART untied: each stack its own token table, and a third (``shared``) neither stack reads
     separate_token_tables: bool = False
-    #: encoder-only heads: "pooler", "mlm", "nsp", "classifier", "roberta_classifier", "token_classifier"
+    #: encoder-only heads: "pooler", "mlm", "nsp", "classifier", "roberta_classifier", "token_classifier", "choice"
     heads: tuple[str, ...] = ()
     num_labels: int = 2
     #: Whisper: the encoder reads log-mel frames (this many bins) through two kernel-3
@@ -233,7 +233,7 @@ class Encoder:
         for name in ("relative_buckets", "token_types", "mel_bins", "source_positions"):
             if getattr(self, name) is not None:
                 _positive("encoder", name, getattr(self, name))
-        unknown = set(self.heads) - {"pooler", "mlm", "nsp", "classifier", "roberta_classifier", "token_classifier"}
+        unknown = set(self.heads) - {"pooler", "mlm", "nsp", "classifier", "roberta_classifier", "token_classifier", "choice"}
         if unknown:
             raise ConfigError("architectures", f"unknown encoder heads {sorted(unknown)}")
 

@@ -180,6 +180,8 @@ def encoder_heads(arch: Architecture, options: Options) -> Block:
         block += linear(MODEL, "classifier.dense", S.d, S.d, "head", bias=True, rows=first)
         block += Block((), (elementwise(MODEL, "classifier.tanh", first * S.d, ELEMENTWISE_FLOPS["tanh"]),))
         block += linear(MODEL, "classifier.out_proj", S.d, labels, "head", bias=True, rows=first)
+    if "choice" in heads:  # one score per (sequence, choice): the batch counts every choice
+        block += linear(MODEL, "classifier", S.d, Integer(1), "head", bias=True, rows=first)
     if "token_classifier" in heads:
         block += linear(MODEL, "classifier", S.d, labels, "head", bias=True)
     return block

@@ -1,4 +1,4 @@
-"""Config readers for encoder-decoder (T5, mT5, umT5, BART, mBART) and encoder-only
+"""Config readers for encoder-decoder (T5, mT5, umT5, BART, mBART, Whisper) and encoder-only
 (BERT, RoBERTa, XLM-RoBERTa) families, registered with :func:`hf_config.reader`.
 
 Each follows its ``transformers`` 5.23 modelling code: T5's attention has no biases and
@@ -126,6 +126,9 @@ _HEADS = {
     "Model": ("pooler",),
     "ForSequenceClassification": ("pooler", "classifier"),
     "ForTokenClassification": ("token_classifier",),
+    "ForQuestionAnswering": ("token_classifier",),  # qa_outputs: num_labels (2) logits per token
+    "ForMultipleChoice": ("pooler", "choice"),
+    "ForNextSentencePrediction": ("pooler", "nsp"),
 }
 
 
@@ -140,7 +143,7 @@ def _encoder_heads(c: Config) -> tuple[str, ...]:
         return _HEADS["ForMaskedLM"]
     name = names[0]
     suffix = next((s for s in sorted(_HEADS, key=len, reverse=True) if isinstance(name, str) and name.endswith(s)), None)
-    if suffix is None or (suffix == "ForPreTraining" and c.model_type != "bert"):
+    if suffix is None or (suffix in ("ForPreTraining", "ForNextSentencePrediction") and c.model_type != "bert"):
         raise ConfigError("architectures", f"{name!r} is not supported for {c.model_type} (known heads: *{', *'.join(_HEADS)})")
     if suffix == "ForSequenceClassification" and c.model_type != "bert":
         return ("roberta_classifier",)

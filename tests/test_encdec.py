@@ -160,6 +160,8 @@ BERT_FIELDS = [
     {"architectures": ["{P}ForSequenceClassification"], "id2label": {"0": "a", "1": "b", "2": "c"}},
     {"architectures": ["{P}ForSequenceClassification"], "num_labels": 5},
     {"architectures": ["{P}ForTokenClassification"], "num_labels": 7},
+    {"architectures": ["{P}ForQuestionAnswering"]},
+    {"architectures": ["{P}ForMultipleChoice"]},
     {"type_vocab_size": 1},
     {"type_vocab_size": ABSENT},
     {"max_position_embeddings": ABSENT},
@@ -176,6 +178,7 @@ def _cases():
         for extra in fields:
             yield family, extra
     yield "bert", {"architectures": ["BertForPreTraining"]}
+    yield "bert", {"architectures": ["BertForNextSentencePrediction"]}
 
 
 CASES = list(_cases())
@@ -403,7 +406,8 @@ REFUSED = {
     "source-on-decoder-only": (["flops", "--model", "gpt2", "--source-len", "64"], "source-len"),
     "bart-source-too-long": (["flops", "--model", "bart-large", "--source-len", "2k"], "max_position_embeddings"),
     "whisper-source-too-long": (["flops", "--model", "{whisper}", "--source-len", "13"], "max_source_positions"),
-    "bert-unknown-head": (["params", "--model", "bert-base-uncased", "--set", 'architectures=["BertForQuestionAnswering"]'], "architectures"),
+    "bert-unknown-head": (["params", "--model", "bert-base-uncased", "--set", 'architectures=["BertForCausalLM"]'], "architectures"),
+    "roberta-pretraining": (["params", "--model", "roberta-large", "--set", 'architectures=["RobertaForPreTraining"]'], "architectures"),
 }
 
 
