@@ -16,6 +16,14 @@ from perfmodel.hf_config import Config, derived_head_dim, reader
 LAYER_NORM = Norm("layer", bias=True)
 
 
+def _aliased(c: Config, key: str, alias: str, **default) -> int:
+    """A size the config class also reads under an ``attribute_map`` alias (T5's ``d_kv`` is
+    ``head_dim``); a file giving both with different values contradicts itself."""
+    if not c.absent(key) and not c.absent(alias) and c.int(key) != c.int(alias):
+        raise ConfigError(alias, f"{c.int(alias)} contradicts {key}={c.int(key)} (the same field under two names)")
+    return c.int(key, alias, **default)
+
+
 def _feed_forward(c: Config) -> tuple[bool, str]:
     """T5's ``feed_forward_proj``: ``ACT`` or ``gated-ACT`` (``gated-gelu`` is the tanh GELU);
     the class default is ``relu`` for T5, ``gated-gelu`` for mT5 and umT5."""
@@ -35,10 +43,10 @@ def _t5(c: Config) -> dict:
     stack; umT5: one per layer), ReLU or gated-GELU FFN, a final norm in each stack, the
     token table shared by both stacks and, when ``tie_word_embeddings`` (default true),
     by the head, whose input is then scaled by ``d_model**-0.5``."""
-    hidden = c.int("d_model", "hidden_size")
-    heads = c.int("num_heads", "num_attention_heads")
-    head_dim = c.int("d_kv", "head_dim", default=64)
-    n_enc = c.int("num_layers", "num_hidden_layers")
+    hidden = _aliased(c, "d_model", "hidden_size")
+    heads = _aliased(c, "num_heads", "num_attention_heads")
+    head_dim = _aliased(c, "d_kv", "head_dim", default=64)
+    n_enc = _aliased(c, "num_layers", "num_hidden_layers")
     n_dec = c.int("num_decoder_layers", default=n_enc)
     gated, activation = _feed_forward(c)
     ffn = FFN(c.int("d_ff"), gated=gated, activation=activation)
@@ -85,7 +93,7 @@ def _bart(c: Config) -> dict:
     rows beyond ``max_position_embeddings``, ``layernorm_embedding`` in each stack, the token
     table shared by both stacks and the head (``final_logits_bias`` is a buffer, not a weight);
     untied, each stack has its own table and the model keeps ``shared`` as well."""
-    hidden = c.int("d_model", "hidden_size")
+    hidden = _aliased(c, "d_model", "hidden_size")
     heads = _same(c, "encoder_attention_heads", "decoder_attention_heads")
     head_dim = derived_head_dim(hidden, heads)
     ffn = FFN(_same(c, "encoder_ffn_dim", "decoder_ffn_dim"), gated=False, activation=c.activation("activation_function", default="gelu"), bias=True)
@@ -190,7 +198,7 @@ def _whisper(c: Config) -> dict:
     (pre-norm, final LayerNorm per stack, no embedding norm) with ``max_target_positions``
     learned positions; k_proj has no bias where q, v and out do; ``proj_out`` is tied to
     the decoder's token table unless ``tie_word_embeddings`` is false."""
-    hidden = c.int("d_model", "hidden_size")
+    hidden = _aliased(c, "d_model", "hidden_size")
     heads = _same(c, "encoder_attention_heads", "decoder_attention_heads")
     head_dim = derived_head_dim(hidden, heads)
     ffn = FFN(_same(c, "encoder_ffn_dim", "decoder_ffn_dim"), gated=False, activation=c.activation("activation_function", default="gelu"), bias=True)

@@ -398,6 +398,8 @@ REFUSED = {
     "bart-heads-not-dividing": (["params", "--model", "bart-large", "--set", "encoder_attention_heads=12", "--set", "decoder_attention_heads=12", "--set", "d_model=1000"], "num_attention_heads"),
     "bert-heads-not-dividing": (["params", "--model", "bert-base-uncased", "--set", "num_attention_heads=7"], "num_attention_heads"),
     "t5-missing-d-model": (["params", "--model", "{t5_no_d_model}"], "d_model"),
+    # num_heads·d_kv given twice (d_kv and its attribute_map alias head_dim) with different values
+    "t5-head-dim-contradicts-d-kv": (["params", "--model", "flan-t5-base", "--set", "head_dim=32"], "head_dim"),
     "t5-bad-feed-forward": (["params", "--model", "flan-t5-base", "--set", "feed_forward_proj=gated-gelu-x"], "feed_forward_proj"),
     "t5-zero-d-kv": (["params", "--model", "flan-t5-base", "--set", "d_kv=0"], "d_kv"),
     "bert-decode": (["flops", "--model", "bert-base-uncased", "--phase", "decode"], "no decode phase"),
