@@ -42,7 +42,7 @@ from perfmodel.scenario import Scenario
 from perfmodel.table import build
 
 SEQ2SEQ = ("t5", "mt5", "umt5", "bart", "mbart", "whisper")
-PRESETS = ["flan-t5-base", "t5-v1_1-large", "bart-large", "bert-base-uncased", "roberta-large"]
+PRESETS = ["flan-t5-base", "t5-v1_1-large", "bart-large", "whisper-base", "bert-base-uncased", "roberta-large"]
 
 
 def _transformers():
