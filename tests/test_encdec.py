@@ -224,6 +224,9 @@ FLOP_CONFIGS = {
     "bart": {**BASES["bart"], "decoder_layers": 3},
     "mbart": BASES["mbart"],
     "whisper": {**BASES["whisper"], "decoder_layers": 3},
+    # full-size presets (fake tensors allocate nothing)
+    "flan-t5-base": preset_config("flan-t5-base"),
+    "bart-large": preset_config("bart-large"),
 }
 
 
@@ -296,6 +299,7 @@ ENCODER_ONLY = {
     "bert-mlm": BASES["bert"],
     "bert-pretraining": {**BASES["bert"], "architectures": ["BertForPreTraining"]},
     "roberta-classifier": {**BASES["roberta"], "architectures": ["RobertaForSequenceClassification"], "num_labels": 3},
+    "bert-base-uncased": preset_config("bert-base-uncased"),
 }
 
 
@@ -310,7 +314,7 @@ def test_encoder_only_flops_match(name):
     with mode, torch.no_grad():
         got, _ = counted_with_result(lambda: model(input_ids=ids))
     assert got == our_flops(arch, Options(phase="prefill"), b=B, s=SRC, t=0)
-    if name == "bert-mlm":
+    if name in ("bert-mlm", "bert-base-uncased"):
         model.train()
         with mode:
             trained, _ = counted_with_result(lambda: model(input_ids=ids, labels=ids).loss.backward())
