@@ -458,3 +458,32 @@ def test_position_and_token_tables_of_both_stacks():
     assert row["position_embedding_params"] == 2 * (1024 + 2) * 1024
     assert row["token_embedding_params"] == 50265 * 1024
     assert row["lm_head_params"] == 0
+
+
+def test_whisper_real_cache_bytes():
+    """Whisper (its ``generate`` needs a Whisper generation config, so two forwards stand in
+    for it): the decoder's first pass over 3 target tokens, then one decode step. The
+    ``EncoderDecoderCache`` then holds 4 target tokens per decoder layer (self) and the
+    ``max_source_positions`` encoder outputs (cross), as ``perfmodel kv-cache`` says."""
+    transformers = _transformers()
+    import torch
+
+    data = BASES["whisper"]
+    torch.manual_seed(0)
+    model = hf_model(data).eval()
+    features = torch.randn(B, data["num_mel_bins"], 2 * data["max_source_positions"])
+    with torch.no_grad():
+        out = model(input_features=features, decoder_input_ids=torch.ones(B, 3, dtype=torch.long), use_cache=True)
+        out = model(encoder_outputs=(out.encoder_last_hidden_state,), decoder_input_ids=torch.ones(B, 1, dtype=torch.long),
+                    past_key_values=out.past_key_values, use_cache=True)
+    cache = out.past_key_values
+    assert isinstance(cache, transformers.EncoderDecoderCache)
+
+    def held(part) -> int:
+        return sum(t.numel() * t.element_size() for layer in part.layers for t in (layer.keys, layer.values))
+
+    sc = Scenario(from_config(data), Options(phase="prefill"), batch=B, seq=4, context=0, kv_dtype="fp32")
+    row = api.kv_cache(sc).iloc[0]
+    assert row["source_len"] == data["max_source_positions"]
+    assert held(cache.self_attention_cache) == row["self_kv_cache_bytes"]
+    assert held(cache.cross_attention_cache) == row["cross_kv_cache_bytes"]
