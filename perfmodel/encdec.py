@@ -20,7 +20,7 @@ from perfmodel.architecture import Architecture, Layer
 from perfmodel.errors import PerfmodelError
 from perfmodel.ops.base import ELEMENTWISE_FLOPS, ZERO, Block, Site, elementwise, linear, norm, tokens
 from perfmodel.ops.cross_attention import runs_encoder
-from perfmodel.ops.embedding import MODEL, embeddings, loss
+from perfmodel.ops.embedding import MODEL, embeddings, learned_positions, loss
 from perfmodel.options import Options
 
 ENCODER = "encoder."
@@ -85,18 +85,18 @@ def encoder_block(arch: Architecture, options: Options, layer_block: Callable[[S
     encoder's own."""
     (group,) = arch.encoder_groups
     site = Site(group.repeat, group.label)
-    if arch.encoder.mel_bins:
-        block = audio_frontend(arch, options)
+    enc = arch.encoder
+    if enc.mel_bins:
+        block = audio_frontend(arch)
     else:
         block = stack_embeddings(arch, options)
-    if arch.encoder.separate_token_tables:
-        shared = MODEL.tensor("shared.weight", (S.V, S.d), "embedding", embedding=True)
-        block += Block((shared,), ())
-    elif not arch.encoder.mel_bins:
-        block = Block(tuple(t for t in block.tensors if t.name != "embed.tokens.weight"), block.ops)
+        if enc.separate_token_tables:
+            block += Block((MODEL.tensor("shared.weight", (S.V, S.d), "embedding", embedding=True),), ())
+        else:  # the decoder's table serves both stacks
+            block = Block(tuple(t for t in block.tensors if t.name != "embed.tokens.weight"), block.ops)
     block += relative_bias(arch, site)
     block += layer_block(site, group.layer, options)
-    final = arch.encoder.final_norm
+    final = enc.final_norm
     if final is not None:
         block += norm(MODEL, "final_norm", S.d, final.kind, final.bias)
     block = _prefixed(block, ENCODER)
@@ -109,7 +109,7 @@ def _conv(name: str, n_in, n_out, frames_in, frames_out) -> Block:
     """A kernel-3 1-D convolution with bias, ``n_in -> n_out`` channels, then its GELU:
     ``2·b·frames_out·n_out·3·n_in`` FLOPs (as a matmul over unfolded windows)."""
     shape = (n_out, n_in, Integer(3))
-    tensors = (MODEL.tensor(f"{name}.weight", shape, "embedding"), MODEL.tensor(f"{name}.bias", (n_out,), "embedding"))
+    tensors = (MODEL.tensor(f"{name}.weight", shape, "audio"), MODEL.tensor(f"{name}.bias", (n_out,), "audio"))
     out = S.b * frames_out * n_out
     conv = MODEL.op(
         name,
@@ -124,21 +124,12 @@ def _conv(name: str, n_in, n_out, frames_in, frames_out) -> Block:
     return Block(tensors, (conv, act))
 
 
-def audio_frontend(arch: Architecture, options: Options) -> Block:
+def audio_frontend(arch: Architecture) -> Block:
     """Whisper's encoder input: ``2·s`` log-mel frames through conv1 (``mel -> d``) and conv2
     (stride 2, ``d -> d``), then its own (frozen, still a parameter) position table."""
     mel = Integer(arch.encoder.mel_bins)
     block = _conv("conv1", mel, S.d, 2 * S.s, 2 * S.s) + _conv("conv2", S.d, S.d, 2 * S.s, S.s)
-    rows = Integer(arch.encoder.source_positions)
-    table = MODEL.tensor("embed.positions.weight", (rows, S.d), "embedding", embedding=True)
-    add = MODEL.op(
-        "embed.positions",
-        vector_flops=tokens() * S.d * ELEMENTWISE_FLOPS["add"],
-        weight_bytes=S.s * S.d * S.B_w,
-        act_read_bytes=tokens() * S.d * S.B_a,
-        act_write_bytes=tokens() * S.d * S.B_a,
-    )
-    return block + Block((table,), (add,))
+    return block + learned_positions(Integer(arch.encoder.source_positions))
 
 
 def logit_scale(arch: Architecture, options: Options) -> Block:

@@ -49,7 +49,7 @@ class Tensor:
 
     name: str
     shape: tuple[Expr, ...]
-    block: str  # embedding | attention | ffn | moe | norm | head
+    block: str  # embedding | attention | ffn | moe | norm | head | audio (Whisper's convolutions)
     repeat: Expr = Integer(1)
     #: routed-expert tensor: only k of its E experts are active per token
     routed: bool = False

@@ -29,17 +29,22 @@ def embeddings(arch: Architecture, options: Options) -> Block:
     block = Block((table,), (lookup,))
     if learned:
         rows = S.P + (arch.encoder.position_offset if arch.encoder else 0)  # BART keeps 2 rows more
-        positions = MODEL.tensor("embed.positions.weight", (rows, S.d), "embedding", embedding=True)
-        add = MODEL.op(
-            "embed.positions",
-            vector_flops=tokens() * S.d * ELEMENTWISE_FLOPS["add"],
-            weight_bytes=S.s * S.d * S.B_w,
-            act_read_bytes=tokens() * S.d * S.B_a,
-            act_write_bytes=tokens() * S.d * S.B_a,
-            saved_bytes=mask,
-        )
-        block += Block((positions,), (add,))
+        block += learned_positions(rows, mask)
     return block
+
+
+def learned_positions(rows: Expr, saved: Expr = ZERO) -> Block:
+    """A table of ``rows`` learned positions; the step adds the same ``s`` rows to every sequence."""
+    positions = MODEL.tensor("embed.positions.weight", (rows, S.d), "embedding", embedding=True)
+    add = MODEL.op(
+        "embed.positions",
+        vector_flops=tokens() * S.d * ELEMENTWISE_FLOPS["add"],
+        weight_bytes=S.s * S.d * S.B_w,
+        act_read_bytes=tokens() * S.d * S.B_a,
+        act_write_bytes=tokens() * S.d * S.B_a,
+        saved_bytes=saved,
+    )
+    return Block((positions,), (add,))
 
 
 def head(arch: Architecture, options: Options) -> Block:
