@@ -3,7 +3,8 @@
 Field names follow the Hugging Face config keys they come from (``num_attention_heads``,
 ``sliding_window``, ``kv_lora_rank``…) so an error names the field a user can fix.
 Layers may differ (dense vs MoE FFN, full vs sliding-window attention); equal layers
-are grouped, and each group repeats ``L_<kind>`` times in the formulas.
+are grouped, and each group repeats ``L_<kind>`` times in the formulas. Encoder-decoder
+and encoder-only models add an :class:`Encoder` (its stack repeats ``L_enc`` times).
 """
 
 from __future__ import annotations
@@ -276,6 +277,10 @@ class Architecture:
             raise ConfigError("num_hidden_layers", "must be positive, got 0")
         if len(self.layers) > 10**5:
             raise ConfigError("num_hidden_layers", f"{len(self.layers)} is absurdly large")
+        if self.kind != "encoder-decoder" and any(layer.cross_attention for layer in self.layers):
+            raise ConfigError("cross_attention", "decoder layers with cross-attention need an encoder stack")
+        if self.encoder is not None and self.encoder.mel_bins and self.encoder.source_positions is None:
+            raise ConfigError("max_source_positions", "an audio encoder needs its own position table")
         self.symbol_values  # noqa: B018 - validates that layers agree on shared dimensions
 
     @property

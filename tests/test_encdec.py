@@ -487,3 +487,14 @@ def test_whisper_real_cache_bytes():
     assert row["source_len"] == data["max_source_positions"]
     assert held(cache.self_attention_cache) == row["self_kv_cache_bytes"]
     assert held(cache.cross_attention_cache) == row["cross_kv_cache_bytes"]
+
+
+def test_architecture_refuses_cross_attention_without_an_encoder():
+    """Cross-attention reads an encoder's output: a stack without one is refused, naming the field."""
+    from dataclasses import replace
+
+    from perfmodel.errors import ConfigError
+
+    arch = from_config(BASES["t5"])
+    with pytest.raises(ConfigError, match="cross_attention"):
+        replace(arch, encoder=None)
