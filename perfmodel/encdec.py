@@ -31,7 +31,7 @@ def check_phase(arch: Architecture, options: Options) -> None:
     if arch.kind == "encoder" and options.phase == "decode":
         raise PerfmodelError(
             f"{arch.name} is an encoder-only model ({arch.family}): it has no decode phase and no KV cache; "
-            "use --phase prefill (one forward pass over --seq tokens) or train"
+            "it runs one forward pass over its input (phase prefill) or a training step"
         )
 
 
