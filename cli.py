@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from contextvars import ContextVar
 from pathlib import Path
 
 import click
@@ -36,6 +37,10 @@ class Count(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+#: True while ``batch`` runs one of its rows: the command hands its frame back unprinted
+CAPTURE = ContextVar("perfmodel_capture", default=False)
+
+
 def output_options(fn):
     """``--format`` and ``--output``, shared by every command that prints a table."""
 
@@ -44,6 +49,8 @@ def output_options(fn):
     @functools.wraps(fn)
     def wrapper(*args, fmt, output, **kwargs):
         frame = fn(*args, **kwargs)
+        if CAPTURE.get():
+            return frame
         emit(frame, fmt, output)
 
     return wrapper
@@ -498,6 +505,151 @@ def validate_attention(device, grid, gpu, threads, published, measured, by, out_
 
     return report(device=device, grid=grid, gpu=gpu, threads=threads, published=published, measured=measured,
                   by=by, out_of_sample=out_of_sample, fit_path=fit_path, refit=refit, plot=plot, progress=True)
+
+
+# --- batch: many rows of one table command, in one process -----------------------------
+
+#: the parameters ``output_options`` adds: ``batch`` renders, so rows do not choose these
+OUTPUT_PARAMS = ("fmt", "output")
+
+
+@cli.command()
+@click.argument("command", nargs=-1, required=True)
+@click.option("--input", "input_file", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV or JSON lines (.csv, .jsonl/.ndjson, else sniffed), one column per option of COMMAND")
+@click.option("--keep-going", is_flag=True, help="a failing row gets its message in an `error` column and the other rows still run")
+@output_options
+def batch(command, input_file, keep_going):
+    """Run COMMAND once per row of FILE in one process: one table of COMMAND's rows.
+
+    \b
+    A column is an option of COMMAND without its dashes, `_` for `-` (model, gpu,
+    batch, weight_dtype, context, ...), or an argument by name (formula's quantity).
+    An empty CSV cell (JSON null) is an option not given; multi-valued options (--set,
+    compare's --model) take a JSON list or `;`-separated text; flags take true/false.
+    The first column, input_row, is the 0-based index of the row in FILE (header and
+    blank lines not counted). A failing row stops the batch with `error: row N: ...`
+    (exit 2); with --keep-going its message goes to an `error` column instead.
+
+    \b
+    e.g. perfmodel batch kv-cache --input rows.csv --format json, rows.csv being
+      model,context,kv_dtype,set
+      llama-3-8b,8k,bf16,
+      llama-3-8b,128k,fp8,num_key_value_heads=1;num_hidden_layers=16"""
+    import difflib
+
+    import pandas as pd
+
+    from perfmodel.batchfile import read_rows
+
+    ctx = click.get_current_context()
+    cmd = batch_target(ctx, command)
+    params = batch_columns(cmd)
+    columns, rows = read_rows(input_file)
+    if unknown := [c for c in columns if c not in params]:
+        close = difflib.get_close_matches(unknown[0], params, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise PerfmodelError(f"unknown column {unknown[0]!r} for {' '.join(command)}{hint} (its columns: {', '.join(params)})")
+    frames = []
+    for index, row in enumerate(rows):
+        try:
+            frame = run_row(ctx, cmd, command[-1], params, row).astype(object)
+        except (PerfmodelError, click.ClickException) as exc:
+            message = (exc.format_message() if isinstance(exc, click.ClickException) else str(exc)).replace("\n", " ")
+            if not keep_going:
+                raise PerfmodelError(f"row {index}: {message}") from None
+            frame = pd.DataFrame({"error": [message]}, dtype=object)
+        else:
+            added = ["input_row", "error"] if keep_going else ["input_row"]
+            if clash := [c for c in added if c in frame.columns]:
+                raise PerfmodelError(f"{' '.join(command)} has its own {clash[0]!r} column, which batch would add" + ("; run without --keep-going" if clash[0] == "error" else ""))
+            if keep_going:
+                frame.insert(0, "error", None)
+        frame.insert(0, "input_row", index)
+        frames.append(frame)
+    result = pd.concat(frames, ignore_index=True)
+    result = result.where(result.notna(), None)  # a column a row lacks is missing (None), as in the row's own frame
+    result.attrs = {k: v for frame in frames for k, v in frame.attrs.items()}  # concat drops differing attrs
+    return result
+
+
+def batch_target(ctx: click.Context, words: tuple[str, ...]) -> click.Command:
+    """The table-producing command that ``words`` (``kv-cache``, ``hardware show``) name."""
+    from perfmodel.errors import UnknownNameError
+
+    cmd = ctx.find_root().command
+    for word in words:
+        if not isinstance(cmd, click.Group):
+            raise PerfmodelError(f"{' '.join(words)}: {cmd.name!r} has no subcommands")
+        sub = cmd.get_command(ctx, word)
+        if sub is None:
+            raise UnknownNameError("command", word, cmd.list_commands(ctx))
+        cmd = sub
+    if isinstance(cmd, click.Group):
+        raise PerfmodelError(f"{' '.join(words)} is a group; name one of its commands: {', '.join(cmd.list_commands(ctx))}")
+    if cmd is batch:
+        raise PerfmodelError("batch cannot run batch; put all the rows in one file")
+    if not {p.name for p in cmd.params} >= set(OUTPUT_PARAMS):
+        raise PerfmodelError(f"{' '.join(words)} does not print a table; batch runs commands that do")
+    return cmd
+
+
+def batch_columns(cmd: click.Command) -> dict[str, click.Parameter]:
+    """Column name -> parameter: an option's first long name without dashes, `_` for
+    `-` (``--kv-dtype`` -> ``kv_dtype``, ``--set`` -> ``set``); an argument's name."""
+    out = {}
+    for param in cmd.params:
+        if param.name in OUTPUT_PARAMS:
+            continue
+        if isinstance(param, click.Option):
+            out[long_name(param).lstrip("-").replace("-", "_")] = param
+        else:
+            out[param.name] = param
+    return out
+
+
+def long_name(option: click.Option) -> str:
+    """The option's first ``--name`` (its first name if it has only short ones)."""
+    return next((o for o in option.opts if o.startswith("--")), option.opts[0])
+
+
+def row_argv(params: dict[str, click.Parameter], row: dict) -> list[str]:
+    """The command line one row stands for: ``--opt=value`` options, then ``--`` and
+    the arguments (so a value starting with ``-`` is never read as an option)."""
+    from perfmodel.batchfile import as_flag, as_list
+
+    options, arguments = [], []
+    for column, value in row.items():
+        param = params[column]
+        try:
+            if isinstance(param, click.Option) and param.is_flag:
+                on = as_flag(value)
+                if on or param.secondary_opts:
+                    options.append(long_name(param) if on else param.secondary_opts[0])
+                continue
+            if param.multiple or param.nargs == -1:
+                values = as_list(value)
+            elif isinstance(value, list):
+                raise PerfmodelError(f"takes one value, got a list {value}")
+            else:
+                values = [value]
+        except PerfmodelError as exc:
+            raise PerfmodelError(f"column {column!r}: {exc}") from None
+        texts = [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
+        if isinstance(param, click.Option):
+            options += [f"{long_name(param)}={t}" for t in texts]
+        else:
+            arguments += texts
+    return options + ["--"] + arguments
+
+
+def run_row(ctx: click.Context, cmd: click.Command, name: str, params: dict, row: dict):
+    """``cmd``'s DataFrame for one row, run in this process as its own command line would."""
+    token = CAPTURE.set(True)
+    try:
+        with cmd.make_context(name, row_argv(params, row), parent=ctx) as sub:
+            return cmd.invoke(sub)
+    finally:
+        CAPTURE.reset(token)
 
 
 def main(argv: list[str] | None = None) -> None:

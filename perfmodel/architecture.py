@@ -339,7 +339,7 @@ class Architecture:
                 )
 
         if self.encoder is not None and self.encoder.relative_buckets:
-            values[S.R] = self.encoder.relative_buckets
+            values[S.n_rb] = self.encoder.relative_buckets
         for group in self.groups + self.encoder_groups:
             if group.repeat != S.L:
                 values[group.repeat] = group.count

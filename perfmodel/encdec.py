@@ -45,7 +45,7 @@ def stack_embeddings(arch: Architecture, options: Options) -> Block:
         add = MODEL.op(
             "embed.token_types",
             vector_flops=tokens() * S.d * ELEMENTWISE_FLOPS["add"],
-            weight_bytes=tokens() * S.d * S.B_w,
+            weight_bytes=tokens() * S.d * S.B_e,
             act_read_bytes=tokens() * S.d * S.B_a,
             act_write_bytes=tokens() * S.d * S.B_a,
         )
@@ -56,16 +56,16 @@ def stack_embeddings(arch: Architecture, options: Options) -> Block:
 
 
 def relative_bias(arch: Architecture, layer_site: Site) -> Block:
-    """T5's bias table (``R`` buckets × ``n_h`` heads) and the lookup that turns it into an
+    """T5's bias table (``n_rb`` buckets × ``n_h`` heads) and the lookup that turns it into an
     ``n_h × s × keys`` bias: once per stack (T5, mT5), or in every layer (umT5)."""
     enc = arch.encoder
     if not enc.relative_buckets:
         return Block()
     site = layer_site if enc.relative_bias_per_layer else MODEL
-    table = site.tensor("attn.relative_bias.weight", (S.R, S.n_h), "attention")
+    table = site.tensor("attn.relative_bias.weight", (S.n_rb, S.n_h), "attention")
     lookup = site.op(
         "attn.relative_bias",
-        weight_bytes=S.R * S.n_h * S.B_w,
+        weight_bytes=S.n_rb * S.n_h * S.B_w,
         act_write_bytes=S.n_h * S.s * (S.t + S.s) * S.B_a,
     )
     return Block((table,), (lookup,))
@@ -116,6 +116,7 @@ def _conv(name: str, n_in, n_out, frames_in, frames_out) -> Block:
         matmul_flops=2 * out * 3 * n_in,
         vector_flops=out * ELEMENTWISE_FLOPS["add"],
         weight_bytes=(3 * n_in * n_out + n_out) * S.B_w,
+        gemm=(S.b * frames_out, n_out, 3 * n_in),
         act_read_bytes=S.b * frames_in * n_in * S.B_a,
         act_write_bytes=out * S.B_a,
         saved_bytes=S.b * frames_in * n_in * S.B_a,
@@ -160,7 +161,9 @@ def encoder_heads(arch: Architecture, options: Options) -> Block:
         decoder = linear(MODEL, "mlm.decoder", S.d, S.V, "head", bias=True)
         tensors = tuple(t for t in decoder.tensors if not (arch.tie_word_embeddings and t.name.endswith(".weight")))
         tensors = tuple(replace(t, embedding=t.name.endswith(".weight")) for t in tensors)
-        block += Block(tensors, decoder.ops)
+        # the (tied) vocabulary matrix and its bias in the embedding dtype, as the LM head's
+        ops = tuple(replace(op, weight_bytes=(S.V * S.d + S.V) * S.B_e) for op in decoder.ops)
+        block += Block(tensors, ops)
         if options.training:
             block += Block((), (loss(tokens()),))
     if "nsp" in heads:

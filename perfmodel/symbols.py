@@ -49,6 +49,8 @@ s_enc = dim("s_enc", "source tokens per sequence the encoder reads (encoder-deco
 B_w = dim("B_w", "bytes per weight element", "bytes", integer=False)
 B_a = dim("B_a", "bytes per activation element", "bytes", integer=False)
 B_kv = dim("B_kv", "bytes per KV-cache element", "bytes", integer=False)
+B_e = dim("B_e", "bytes per element of the embedding table and LM head (16-bit under weight-only quantization)",
+          "bytes", integer=False)
 
 # --- model dimensions ----------------------------------------------------------------
 V = dim("V", "vocabulary size", "tokens")
@@ -64,7 +66,7 @@ d_ff = dim("d_ff", "dense FFN width (intermediate size)", "elements")
 
 # --- encoder-decoder and encoder-only models ------------------------------------------
 L_enc = dim("L_enc", "encoder layers of an encoder-decoder model (L counts its decoder layers)", "layers")
-R = dim("R", "relative-position buckets of T5's learned attention bias", "buckets")
+n_rb = dim("n_rb", "relative-position buckets of T5's learned attention bias", "buckets")
 
 # --- mixture of experts ----------------------------------------------------------------
 E = dim("E", "routed experts per MoE layer", "experts")
@@ -78,6 +80,33 @@ r_q = dim("r_q", "MLA query low-rank dimension (q_lora_rank)", "elements")
 r_kv = dim("r_kv", "MLA key/value latent dimension d_c (kv_lora_rank)", "elements")
 d_nope = dim("d_nope", "MLA per-head query/key dimension without RoPE", "elements")
 d_rope = dim("d_rope", "MLA per-head decoupled RoPE dimension d_h^R (key part shared by all heads)", "elements")
+
+# --- the cost model: an operator's counts and the accelerator's terms ------------------
+M_g = dim("M", "GEMM rows (tokens, or query rows of a batched attention GEMM)", "rows", integer=False)
+N_g = dim("N", "GEMM output columns (keys per query for QK^T)", "columns", integer=False)
+K_g = dim("K", "GEMM reduction length", "elements", integer=False)
+F_m = dim("F", "the operator's matrix-product FLOPs", "FLOPs", integer=False, zero=True)
+F_v = dim("F_v", "the operator's elementwise FLOPs", "FLOPs", integer=False, zero=True)
+N_x = dim("N_x", "exponentials the operator evaluates", "exps", integer=False, zero=True)
+X_w = dim("X_w", "weight bytes the operator reads", "bytes", integer=False, zero=True)
+X_o = dim("X_o", "activation and KV-cache bytes the operator reads and writes", "bytes", integer=False, zero=True)
+R = dim("R", "dense peak matrix rate of the GEMM dtype", "FLOP/s", integer=False)
+R_v = dim("R_v", "elementwise (vector) rate", "FLOP/s", integer=False)
+R_x = dim("R_x", "exponential rate of the special-function units: SMs x exp/clock/SM x clock", "exp/s", integer=False)
+BW = dim("BW", "nominal memory bandwidth", "bytes/s", integer=False)
+n_sm = dim("n_sm", "streaming multiprocessors (compute units)", "SMs")
+T_n = dim("T_n", "GEMM tile width in N", "columns")
+T_lo = dim("T_lo", "smallest GEMM tile height in M", "rows")
+T_hi = dim("T_hi", "largest GEMM tile height in M", "rows")
+e_g = dim("e_g", "achievable fraction of the matrix peak for large GEMMs (plateau)", "fraction", integer=False)
+K_h = dim("K_h", "reduction length at which a GEMM tile reaches half its plateau rate", "elements", integer=False)
+e_w = dim("e_w", "achieved fraction of bandwidth while a GEMM streams its weights", "fraction", integer=False)
+e_m = dim("e_m", "achieved fraction of bandwidth of memory-bound kernels (plateau)", "fraction", integer=False)
+X_h = dim("X_h", "bytes a kernel moves at half its plateau bandwidth (small transfers)", "bytes", integer=False)
+e_a = dim("e_a", "achievable fraction of the matrix peak inside attention at long sequences", "fraction", integer=False)
+k_h = dim("k_h", "keys per query at which attention reaches half its plateau rate", "keys", integer=False)
+t_k = dim("t_k", "fixed time per kernel (launch gap, prologue, tail)", "s", integer=False)
+t_l = dim("t_l", "host time to launch one kernel without CUDA graphs", "s", integer=False)
 
 _LAYER_COUNTS: dict[str, Symbol] = {}
 
