@@ -161,6 +161,9 @@ def encoder_heads(arch: Architecture, options: Options) -> Block:
         decoder = linear(MODEL, "mlm.decoder", S.d, S.V, "head", bias=True)
         tensors = tuple(t for t in decoder.tensors if not (arch.tie_word_embeddings and t.name.endswith(".weight")))
         tensors = tuple(replace(t, embedding=t.name.endswith(".weight")) for t in tensors)
+        if not arch.tie_word_embeddings:
+            # untied, transformers also keeps the head's own bias apart from the decoder's (unread)
+            tensors += (MODEL.tensor("mlm.bias", (S.V,), "head"),)
         # the (tied) vocabulary matrix and its bias in the embedding dtype, as the LM head's
         ops = tuple(replace(op, weight_bytes=(S.V * S.d + S.V) * S.B_e) for op in decoder.ops)
         block += Block(tensors, ops)

@@ -166,6 +166,7 @@ BERT_FIELDS = [
     {"type_vocab_size": ABSENT},
     {"max_position_embeddings": ABSENT},
     {"hidden_act": "gelu_new"},
+    {"tie_word_embeddings": False},
 ]
 PREFIX = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta"}
 
