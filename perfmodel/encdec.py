@@ -142,12 +142,14 @@ def logit_scale(arch: Architecture, options: Options) -> Block:
 
 
 def encoder_heads(arch: Architecture, options: Options) -> Block:
-    """An encoder-only model's heads, as ``architectures`` names them: the pooler (first
+    """An encoder-only model's end: its final norm if any, then the heads ``architectures``
+    names: the pooler (first
     token, dense + tanh), the MLM head (dense, activation, LayerNorm, logits over the
     vocabulary for every token with the tied or own decoder and a bias), NSP, classifiers."""
     enc = arch.encoder
     heads = set(enc.heads)
-    block = Block()
+    final = arch.final_norm  # a pre-norm encoder's last norm (T5EncoderModel); BERT has none
+    block = norm(MODEL, "final_norm", S.d, final.kind, final.bias) if final is not None else Block()
     first = S.b  # the first ([CLS]) token of each sequence
     labels = Integer(enc.num_labels)
     if "pooler" in heads:

@@ -42,7 +42,8 @@ def _t5(c: Config) -> dict:
     ``num_heads × d_kv`` inner width and a learned relative-position bias (one table per
     stack; umT5: one per layer), ReLU or gated-GELU FFN, a final norm in each stack, the
     token table shared by both stacks and, when ``tie_word_embeddings`` (default true),
-    by the head, whose input is then scaled by ``d_model**-0.5``."""
+    by the head, whose input is then scaled by ``d_model**-0.5``. ``architectures``
+    ``T5EncoderModel`` (and the mT5/umT5 ones): the encoder stack alone, encoder-only."""
     hidden = _aliased(c, "d_model", "hidden_size")
     heads = _aliased(c, "num_heads", "num_attention_heads")
     head_dim = _aliased(c, "d_kv", "head_dim", default=64)
@@ -60,11 +61,17 @@ def _t5(c: Config) -> dict:
         attention(True, True), ffn, norm=rms, norms=("attn.norm", "xattn.norm", "ffn.norm"),
         cross_attention=attention(False, False),
     )
+    buckets = c.int("relative_attention_num_buckets", default=32)
+    names = c.get("architectures", default=None) or [""]
+    if isinstance(names, list) and isinstance(names[0], str) and names[0].endswith("EncoderModel"):
+        # T5EncoderModel (a text encoder, e.g. of diffusion models): the encoder stack alone
+        encoder = Encoder(relative_buckets=buckets, relative_bias_per_layer=c.model_type == "umt5")
+        return dict(vocab_size=c.int("vocab_size"), hidden_size=hidden, layers=(encoder_layer,) * n_enc, final_norm=rms, encoder=encoder)
     tied = c.bool("tie_word_embeddings", default=True)
     encoder = Encoder(
         layers=(encoder_layer,) * n_enc,
         final_norm=rms,
-        relative_buckets=c.int("relative_attention_num_buckets", default=32),
+        relative_buckets=buckets,
         relative_bias_per_layer=c.model_type == "umt5",
         scale_logits=tied,
     )

@@ -58,11 +58,13 @@ def hf_model(data: dict, **kw):
     rest = dict(data)
     model_type = rest.pop("model_type")
     cfg = transformers.AutoConfig.for_model(model_type, **rest)
+    names = data.get("architectures")
+    if names and names[0].endswith("EncoderModel"):
+        return getattr(transformers, names[0])._from_config(cfg, **kw)
     if model_type == "whisper":
         return transformers.AutoModelForSpeechSeq2Seq.from_config(cfg, **kw)
     if model_type in SEQ2SEQ:
         return transformers.AutoModelForSeq2SeqLM.from_config(cfg, **kw)
-    names = data.get("architectures")
     if names:
         return getattr(transformers, names[0])._from_config(cfg, **kw)
     return transformers.AutoModelForMaskedLM.from_config(cfg, **kw)
@@ -80,7 +82,7 @@ def hf_checkpoint_params(data: dict) -> tuple[int, int]:
     t5_family = data["model_type"] in ("t5", "mt5", "umt5")
     if t5_family:
         assert model.config.tie_word_embeddings is True  # forced, whatever the file says
-    untied_t5 = t5_family and data.get("tie_word_embeddings") is False
+    untied_t5 = t5_family and data.get("tie_word_embeddings") is False and hasattr(model, "lm_head")
     return numel, numel + (model.lm_head.weight.numel() if untied_t5 else 0)
 
 
@@ -139,6 +141,8 @@ T5_FIELDS = [
     {"d_kv": ABSENT},  # the class default, 64: num_heads·d_kv need not equal d_model
     {"d_kv": 16},
     {"relative_attention_num_buckets": 8},
+    {"architectures": ["{P}EncoderModel"]},  # the encoder stack alone (a text encoder)
+    {"architectures": ["{P}EncoderModel"], "tie_word_embeddings": False},  # no head to untie
 ]
 BART_FIELDS = [
     {"decoder_layers": 3},
@@ -168,7 +172,7 @@ BERT_FIELDS = [
     {"hidden_act": "gelu_new"},
     {"tie_word_embeddings": False},
 ]
-PREFIX = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta"}
+PREFIX = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta", "t5": "T5", "mt5": "MT5", "umt5": "UMT5"}
 
 
 def _cases():
@@ -301,6 +305,7 @@ ENCODER_ONLY = {
     "bert-pretraining": {**BASES["bert"], "architectures": ["BertForPreTraining"]},
     "roberta-classifier": {**BASES["roberta"], "architectures": ["RobertaForSequenceClassification"], "num_labels": 3},
     "bert-base-uncased": preset_config("bert-base-uncased"),
+    "t5-encoder": {**BASES["t5"], "architectures": ["T5EncoderModel"], "feed_forward_proj": "gated-gelu"},
 }
 
 
