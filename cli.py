@@ -376,7 +376,7 @@ def formula(quantity, arch, phase, as_latex, **kw):
 @click.option("--context", type=Count(), default=2048, show_default=True, help=f"tokens held per sequence ({SIZE_HELP})")
 @click.option("--batch", type=Count(), default=1, show_default=True, help="decode batch (sequences)")
 @click.option("--prompt", type=Count(), help="prompt tokens for the prefill time (default: --context)")
-@click.option("--source-len", type=Count(), help=f"{SOURCE_HELP}; applies to the encoder-decoder models only")
+@click.option("--source-len", type=Count(), help=f"encoder-decoder models only: source tokens the encoder reads ({SIZE_HELP}; default: the prompt, which they read as their source)")
 @dtype_options
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw a bar chart of --plot-column (PNG/SVG/PDF by extension)")
 @click.option("--plot-column", default="decode_tokens_per_s", show_default=True, help="the column the bar chart shows")

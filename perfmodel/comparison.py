@@ -118,9 +118,12 @@ def compare(
     tokens/s at ``batch``; the balance batch; then ``<column>_vs_first`` ratios.
 
     ``models``: specs (``"MQA=llama-3-8b:num_key_value_heads=1"``), Variants or
-    Architectures; ``overrides`` apply to every spec before its own. ``source_len``: the
-    source tokens of encoder-decoder models (others ignore it); their decode and cache
-    figures are the decoder's, with the encoder run in the prefill.
+    Architectures; ``overrides`` apply to every spec before its own.
+
+    Encoder-decoder models read the prompt as their source (``source_len``, default the
+    prompt): their prefill time is the encoder over it plus the decoder's first step (one
+    start token), and their cache holds the ``context`` target tokens plus the source's
+    cross-attention K/V. Other models ignore ``source_len``.
     """
     if isinstance(context, bool) or not isinstance(context, int) or context < 1:
         raise PerfmodelError(f"context: {context!r} is not a count of at least 1 token")
@@ -133,7 +136,7 @@ def compare(
         try:
             dtypes = dict(weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype)
             if arch.kind == "encoder-decoder":
-                dtypes["source"] = source_len
+                dtypes["source"] = source_len or prompt or context
             rows.append(_row(label, arch, accelerator, context, batch, prompt, dtypes))
         except PerfmodelError as exc:
             raise PerfmodelError(f"model {label!r}: {exc}") from None
@@ -164,7 +167,8 @@ def _row(label: str, arch: Architecture, acc, context: int, batch: int, prompt: 
     prefill and of a decode step, and ``balance``."""
     decode = Scenario(arch, Options(phase="decode"), batch=batch, seq=1, context=context, accelerator=acc, **dtypes)
     held = Scenario(arch, Options(phase="prefill", mla="absorbed"), batch=batch, seq=context, context=0, accelerator=acc, **dtypes)
-    prefill = Scenario(arch, Options(phase="prefill"), batch=1, seq=prompt or context, context=0, accelerator=acc, **dtypes)
+    first = 1 if arch.kind == "encoder-decoder" else prompt or context  # a decoder start token after the encoder
+    prefill = Scenario(arch, Options(phase="prefill"), batch=1, seq=first, context=0, accelerator=acc, **dtypes)
     counts = api.params(arch).iloc[0]
     kv = api.kv_cache(held).iloc[0]
     mem = api.memory_report(held).iloc[0]
@@ -184,7 +188,7 @@ def _row(label: str, arch: Architecture, acc, context: int, batch: int, prompt: 
         "total_bytes": mem["total_bytes"],
         "fits": mem["fits"],
         "max_batch": mem["max_batch"],
-        "prompt": prefill.seq_tokens,
+        "prompt": prefill.seq_tokens if prefill.source_tokens is None else prefill.source_tokens,
         "prefill_time_s": first["time_s"],
         "decode_time_s": step["time_s"],
         "decode_tokens_per_s": step["tokens_per_s"],

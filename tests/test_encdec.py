@@ -445,15 +445,21 @@ def test_bad_input_is_one_error_line(tmp_path):
 def test_compare_sets_an_encoder_decoder_beside_a_decoder_only_model():
     """Hand derivation: flan-t5-base caches 36864 bytes per target token and as much per
     source token (2·12 layers·12 heads·64·2 bytes); gpt2-medium 2·24·1024·2 = 98304 per
-    token and no source. ``source_len`` applies to the encoder-decoder only."""
+    token and no source. ``source_len`` applies to the encoder-decoder only; without it the
+    prompt is the source."""
     from hardware.catalog import get_accelerator
     from perfmodel.comparison import compare
 
-    frame = compare(["flan-t5-base", "gpt2-medium"], get_accelerator("h100-sxm"), context=512, source_len=256)
+    h100 = get_accelerator("h100-sxm")
+    frame = compare(["flan-t5-base", "gpt2-medium"], h100, context=512, source_len=256)
     t5, gpt2 = frame.iloc[0], frame.iloc[1]
     assert t5["kv_cache_bytes"] == 36864 * (512 + 256)
     assert gpt2["kv_cache_bytes"] == 98304 * 512
     assert t5["total_params"] == registry()["flan-t5-base"]["total_params"]
+    assert (t5["prompt"], gpt2["prompt"]) == (256, 512)
+    # without source_len the prompt (here the context) is the source
+    t5 = compare(["flan-t5-base"], h100, context=300).iloc[0]
+    assert t5["kv_cache_bytes"] == 36864 * (300 + 300) and t5["prompt"] == 300
 
 
 def test_position_and_token_tables_of_both_stacks():
