@@ -211,7 +211,7 @@ class Encoder:
     layers: tuple[Layer, ...] = ()
     final_norm: Norm | None = None  # the encoder stack's last norm (T5, mBART)
     embedding_norm: Norm | None = None  # a norm on each stack's embeddings (BART's layernorm_embedding, BERT)
-    position_offset: int = 0  # learned position rows beyond max_position_embeddings (BART: 2)
+    position_offset: int = 0  # learned position rows no token takes (BART: 2; RoBERTa: padding_idx + 1)
     relative_buckets: int | None = None  # T5's relative-position bias buckets (None: no bias)
     relative_bias_per_layer: bool = False  # umT5: every layer its own bias table; T5: one per stack
     token_types: int | None = None  # BERT's token-type (segment) embeddings

@@ -168,7 +168,8 @@ def _encoder_heads(c: Config) -> tuple[str, ...]:
 @reader("bert", "roberta", "xlm-roberta")
 def _bert(c: Config) -> dict:
     """BERT, RoBERTa, XLM-RoBERTa: post-norm encoders with biased projections, learned
-    positions, token-type embeddings and an embedding LayerNorm; the heads of the class
+    positions (RoBERTa's first ``pad_token_id + 1`` rows are never used: 514 rows, 512
+    tokens), token-type embeddings and an embedding LayerNorm; the heads of the class
     ``architectures`` names (MLM: dense, activation, LayerNorm, then logits with the tied
     word embeddings and a bias; pooler, NSP, classifiers)."""
     if c.bool("is_decoder", default=False) or c.bool("add_cross_attention", default=False):
@@ -181,7 +182,13 @@ def _bert(c: Config) -> dict:
     layer = Layer(attention, ffn, norm=LAYER_NORM, norms=("attn.post_norm", "ffn.post_norm"))
     labels = c.get("id2label", default=None)
     num_labels = len(labels) if isinstance(labels, dict) and labels else c.int("num_labels", default=2)
+    table = c.int("max_position_embeddings", default=512)
+    # RoBERTa numbers positions from padding_idx + 1: that many rows of its table are never a token's
+    reserved = 0 if c.model_type == "bert" else c.int("pad_token_id", default=1, zero_ok=True) + 1
+    if reserved >= table:
+        raise ConfigError("max_position_embeddings", f"{table} leaves no position after padding_idx={reserved - 1}")
     encoder = Encoder(
+        position_offset=reserved,
         embedding_norm=LAYER_NORM,
         token_types=c.int("type_vocab_size", default=2, zero_ok=True) or None,
         heads=_encoder_heads(c),
@@ -193,7 +200,7 @@ def _bert(c: Config) -> dict:
         layers=(layer,) * c.int("num_hidden_layers"),
         tie_word_embeddings=c.bool("tie_word_embeddings", default=True),
         final_norm=None,
-        max_position_embeddings=c.int("max_position_embeddings", default=512),
+        max_position_embeddings=table - reserved,  # the positions a token can take
         encoder=encoder,
     )
 

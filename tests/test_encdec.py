@@ -169,6 +169,7 @@ BERT_FIELDS = [
     {"type_vocab_size": 1},
     {"type_vocab_size": ABSENT},
     {"max_position_embeddings": ABSENT},
+    {"pad_token_id": 0},  # RoBERTa: positions from padding_idx + 1; the table's size is unchanged
     {"hidden_act": "gelu_new"},
     {"tie_word_embeddings": False},
 ]
@@ -418,6 +419,8 @@ REFUSED = {
     "source-on-decoder-only": (["flops", "--model", "gpt2", "--source-len", "64"], "source-len"),
     "bart-source-too-long": (["flops", "--model", "bart-large", "--source-len", "2k"], "max_position_embeddings"),
     "whisper-source-too-long": (["flops", "--model", "{whisper}", "--source-len", "13"], "max_source_positions"),
+    # RoBERTa numbers positions from padding_idx + 1 = 2: 512 of its 514 rows are tokens'
+    "roberta-past-its-positions": (["flops", "--model", "roberta-large", "--seq", "513"], "max_position_embeddings=512"),
     "bert-unknown-head": (["params", "--model", "bert-base-uncased", "--set", 'architectures=["BertForCausalLM"]'], "architectures"),
     "roberta-pretraining": (["params", "--model", "roberta-large", "--set", 'architectures=["RobertaForPreTraining"]'], "architectures"),
 }
