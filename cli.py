@@ -103,7 +103,11 @@ def dtype_options(fn):
     return fn
 
 
+SOURCE_HELP = f"encoder-decoder models (T5, BART): source tokens the encoder reads ({SIZE_HELP}; default 512, or the learned positions)"
+
+
 def step_options(fn):
+    fn = click.option("--source-len", type=Count(), help=SOURCE_HELP)(fn)
     fn = click.option("--context", type=Count(0), help=f"cached tokens per sequence before this step ({SIZE_HELP}; default 2048 for decode, 0 otherwise)")(fn)
     fn = click.option("--seq", type=Count(), help=f"new tokens per sequence ({SIZE_HELP}; default 2048 for prefill/train, 1 for decode)")(fn)
     fn = click.option("--batch", type=Count(), default=1, show_default=True, help=f"sequences ({SIZE_HELP})")(fn)
@@ -130,7 +134,7 @@ def gpu_option(required: bool):
     return decorate
 
 
-def scenario(arch, phase, *, batch=1, seq=None, context=None, gpu=None, compute_efficiency=None, bandwidth_efficiency=None, weight_dtype="bf16", act_dtype="bf16", kv_dtype="bf16", **options):
+def scenario(arch, phase, *, batch=1, seq=None, context=None, source_len=None, gpu=None, compute_efficiency=None, bandwidth_efficiency=None, weight_dtype="bf16", act_dtype="bf16", kv_dtype="bf16", **options):
     """The library Scenario for these command-line choices."""
     from perfmodel.options import Options
     from perfmodel.roofline import Efficiency
@@ -157,6 +161,7 @@ def scenario(arch, phase, *, batch=1, seq=None, context=None, gpu=None, compute_
         kv_dtype=kv_dtype,
         accelerator=accelerator,
         efficiency=efficiency,
+        source=source_len,
     )
 
 
@@ -206,12 +211,16 @@ def shapes(arch):
 @click.option("--batch", type=Count(), default=1, show_default=True, help="sequences")
 @click.option("--kv-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
 @click.option("--mla", type=click.Choice(["absorbed", "naive"]), default="absorbed", show_default=True, help="MLA cache: latent + RoPE key, or expanded K/V")
+@click.option("--source-len", type=Count(), help=SOURCE_HELP)
 @output_options
-def kv_cache(arch, context, batch, kv_dtype, mla):
-    """KV-cache bytes per token and for a batch at a context length."""
+def kv_cache(arch, context, batch, kv_dtype, mla, source_len):
+    """KV-cache bytes per token and for a batch at a context length.
+
+    Encoder-decoder models also report the self-attention cache (grows with the
+    target, --context) and the cross-attention cache (fixed by --source-len) apart."""
     from perfmodel.api import kv_cache as kv
 
-    return kv(scenario(arch, "prefill", batch=batch, seq=context, context=0, kv_dtype=kv_dtype, mla=mla))
+    return kv(scenario(arch, "prefill", batch=batch, seq=context, context=0, source_len=source_len, kv_dtype=kv_dtype, mla=mla))
 
 
 @cli.command()
@@ -235,6 +244,7 @@ def flops(arch, phase, by, **kw):
 @click.option("--batch", type=Count(), default=1, show_default=True, help=f"sequences ({SIZE_HELP})")
 @click.option("--context", type=Count(), help=f"infer: tokens held per sequence ({SIZE_HELP}; default 2048, or the learned positions)")
 @click.option("--seq", type=Count(), help="infer: prefill chunk whose working set is counted (default: the whole context); train: tokens per sequence (default 2048)")
+@click.option("--source-len", type=Count(), help=SOURCE_HELP)
 @dtype_options
 @impl_options
 @gpu_option(required=False)
@@ -370,6 +380,7 @@ def formula(quantity, arch, phase, as_latex, **kw):
 @click.option("--context", type=Count(), default=2048, show_default=True, help=f"tokens held per sequence ({SIZE_HELP})")
 @click.option("--batch", type=Count(), default=1, show_default=True, help="decode batch (sequences)")
 @click.option("--prompt", type=Count(), help="prompt tokens for the prefill time (default: --context)")
+@click.option("--source-len", type=Count(), help=f"encoder-decoder models only: source tokens the encoder reads ({SIZE_HELP}; default: the prompt, which they read as their source)")
 @dtype_options
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw a bar chart of --plot-column (PNG/SVG/PDF by extension)")
 @click.option("--plot-column", default="decode_tokens_per_s", show_default=True, help="the column the bar chart shows")
@@ -407,6 +418,7 @@ def compare(models, sets, gpu, plot, plot_column, **kw):
 @click.option("--batch", "batch", default="1", show_default=True, metavar="GRID", help="batch sizes")
 @click.option("--context", "context", metavar="GRID", help="cached tokens (default: the phase's)")
 @click.option("--seq", "seq", metavar="GRID", help="new tokens per sequence (default: the phase's)")
+@click.option("--source-len", type=Count(), help=SOURCE_HELP)
 @dtype_options
 @impl_options
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw the sweep (PNG/SVG/PDF by extension)")

@@ -91,19 +91,23 @@ def kv_cache(sc: Scenario) -> pd.DataFrame:
     per_token = metrics.kv_cache_bytes_per_token(sc.arch, sc.options)
     total = metrics.kv_cache_bytes(sc.arch, sc.options, S.t + S.s)
     nbytes = value(total, sc.values)
-    return pd.DataFrame(
-        [
-            {
-                "model": sc.arch.name,
-                "context": sc.tokens_seen,
-                "batch": sc.batch,
-                "kv_dtype": sc.kv_dtype,
-                "kv_cache_bytes_per_token": value(per_token, sc.values),
-                "kv_cache_bytes": nbytes,
-                "kv_cache_gib": nbytes / GIB,
-            }
-        ]
-    )
+    row = {
+        "model": sc.arch.name,
+        "context": sc.tokens_seen,
+        "batch": sc.batch,
+        "kv_dtype": sc.kv_dtype,
+        "kv_cache_bytes_per_token": value(per_token, sc.values),
+        "kv_cache_bytes": nbytes,
+        "kv_cache_gib": nbytes / GIB,
+    }
+    if sc.arch.kind == "encoder-decoder":
+        # the self-attention cache grows with the target; the cross-attention cache is fixed by the source
+        cross = metrics.cross_kv_cache_bytes(sc.arch)
+        row["source_len"] = sc.source_tokens
+        row["self_kv_cache_bytes"] = value(metrics.self_kv_cache_bytes(sc.arch, sc.options, S.t + S.s), sc.values)
+        row["cross_kv_cache_bytes"] = value(cross, sc.values)
+        row["cross_kv_cache_bytes_per_source_token"] = value(cross / (S.b * S.s_enc), sc.values)
+    return pd.DataFrame([row])
 
 
 def _aggregate(sc: Scenario, by: str) -> list[tuple[dict, list]]:
@@ -129,7 +133,10 @@ def _sum(ops_with_repeat, field: str) -> Expr:
 
 
 def _step_labels(sc: Scenario) -> dict:
-    return {"model": sc.arch.name, "phase": sc.phase, "batch": sc.batch, "seq": sc.seq_tokens, "context": sc.context_tokens}
+    labels = {"model": sc.arch.name, "phase": sc.phase, "batch": sc.batch, "seq": sc.seq_tokens, "context": sc.context_tokens}
+    if sc.source_tokens is not None:
+        labels["source_len"] = sc.source_tokens
+    return labels
 
 
 def flops(sc: Scenario, by: str = "total") -> pd.DataFrame:
@@ -187,7 +194,7 @@ def memory_report(sc: Scenario) -> pd.DataFrame:
         row["capacity_bytes"] = acc.memory_bytes
         row["fits"] = row["total_bytes"] <= acc.memory_bytes
         row["max_batch"] = _largest(total, sc.values, S.b, acc.memory_bytes)
-        if not sc.options.training:
+        if not sc.options.training and sc.arch.kind != "encoder":  # an encoder-only model keeps no context
             # the cache grows by whole chunks of the given size; 0: not even one chunk fits
             cached = _largest(total, sc.values, S.t, acc.memory_bytes, low=0)
             row["max_context"] = None if cached is None else (cached + sc.seq_tokens if cached >= 0 else 0)
