@@ -344,11 +344,12 @@ def attention(gpu, compute_efficiency, bandwidth_efficiency, kv_heads, seq_kv, a
         **kw,
     )
     if kernel:
+        from hardware.attention_fit import load_fit
+        from hardware.attention_scoring import call_of
         from perfmodel.efficiency import calibrated
-        from perfmodel.validation import call_of
 
         row = frame.iloc[0].to_dict() | {"impl": attention_impl, "causal_count": kw["causal_count"], "window": kw["window"]}
-        for column, value in calibrated(call_of(row), get_accelerator(gpu), kernel).items():
+        for column, value in calibrated(call_of(row), get_accelerator(gpu), kernel, load_fit()).items():
             frame[column] = [value]
     return frame
 

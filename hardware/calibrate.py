@@ -106,7 +106,7 @@ def _attention_features(frame, acc, params):
     from perfmodel.cost import accelerator_terms, kernels
     from perfmodel.evaluate import value
     from hardware.published import PASS_FACTOR  # noqa: F401  (the source's FLOP convention)
-    from perfmodel.validation import call_of
+    from hardware.attention_scoring import call_of
 
     feats = []
     for _, r in frame.iterrows():
@@ -182,8 +182,8 @@ def attention_out_of_sample(data: dict) -> dict:
     previous per-group efficiency model (``efficiency-fit.json``) on the same rows."""
     from hardware import published
     from hardware.catalog import get_accelerator
-    from perfmodel.efficiency import load_fit
-    from perfmodel.validation import calibrate as old_model
+    from hardware.attention_fit import load_fit
+    from hardware.attention_scoring import calibrate as old_model
 
     rows = published.predicted()
     rows = rows[rows["scored"] & (rows["impl"] == "fused") & rows["family"].isin(ATTENTION_FAMILIES)]
