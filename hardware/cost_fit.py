@@ -12,7 +12,7 @@ import numpy as np
 from perfmodel.cost import CostParams
 from hardware.attention_fit import levenberg_marquardt
 
-FRACTIONS = ("weight_stream_efficiency", "stream_efficiency", "attention_efficiency", "softmax_overlap")
+FRACTIONS = ("weight_stream_efficiency", "stream_efficiency", "attention_efficiency", "softmax_overlap", "attention_backward_fraction")
 
 
 def _get(params: CostParams, name: str) -> float:

@@ -61,13 +61,16 @@ _softmax_s = S.N_x / S.R_x + S.F_v / S.R_v
 ATTENTION_COMPUTE_S = _matrix_s + _softmax_s - S.o_x * Min(_matrix_s, _softmax_s)
 ATTENTION_MEMORY_S = (S.X_o + S.X_h) / (S.BW * S.e_m)
 ATTENTION_TIME_S = Max(ATTENTION_COMPUTE_S, ATTENTION_MEMORY_S) + S.t_k
+#: the backward (dQ, dK, dV; scores recomputed) reaches a fraction f_b of the forward's plateau
+ATTENTION_BACKWARD_TIME_S = ATTENTION_TIME_S.xreplace({S.e_a: S.e_a * S.f_b})
 
 STREAM_TIME_S = Max(S.F_v / S.R_v, (S.X_w + S.X_o + S.X_h) / (S.BW * S.e_m))
 
-FORMULAS = {"gemm-time": GEMM_TIME_S, "attention-time": ATTENTION_TIME_S, "stream-time": STREAM_TIME_S}
+FORMULAS = {"gemm-time": GEMM_TIME_S, "attention-time": ATTENTION_TIME_S,
+            "attention-backward-time": ATTENTION_BACKWARD_TIME_S, "stream-time": STREAM_TIME_S}
 
 #: the fitted (or defaulted) terms, in the order compiled step functions take them
-PARAMETERS = (S.e_g, S.K_h, S.e_w, S.e_m, S.X_h, S.e_a, S.k_h, S.o_x, S.t_k, S.t_g, S.t_l)
+PARAMETERS = (S.e_g, S.K_h, S.e_w, S.e_m, S.X_h, S.e_a, S.k_h, S.o_x, S.f_b, S.t_k, S.t_g, S.t_l)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class CostParams:
     attention_efficiency: float
     attention_k_half: float
     softmax_overlap: float
+    attention_backward_fraction: float
     kernel_s: float
     #: between kernels of a step (a GEMM timed alone in a loop hides it)
     gap_s: float
@@ -108,6 +112,7 @@ class CostParams:
             raise PerfmodelError(f"cost model: softmax_overlap must be in [0, 1], got {self.softmax_overlap}")
         fractions = {"weight_stream_efficiency": self.weight_stream_efficiency, "stream_efficiency": self.stream_efficiency,
                      "attention_efficiency": self.attention_efficiency,
+                     "attention_backward_fraction": self.attention_backward_fraction,
                      **{f"gemm_efficiency[{k}]": v for k, v in self.gemm_efficiency.items()}}
         for name, v in fractions.items():
             if not 0 < v <= 1:
@@ -127,7 +132,7 @@ class CostParams:
         """The values of :data:`PARAMETERS` for GEMMs in ``dtype``."""
         return (self.gemm_fraction(dtype), self.gemm_k_half, self.weight_stream_efficiency, self.stream_efficiency,
                 self.stream_bytes_half, self.attention_efficiency, self.attention_k_half, self.softmax_overlap,
-                self.kernel_s, self.gap_s, self.launch_s)
+                self.attention_backward_fraction, self.kernel_s, self.gap_s, self.launch_s)
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,7 @@ class Fusion:
 class Kernel:
     """One launch: its kind, the formula's inputs as expressions, and how many layers run it."""
 
-    kind: str  # gemm | attention | stream
+    kind: str  # gemm | attention | attention_backward | stream
     name: str
     inputs: Mapping
     repeat: Expr
@@ -173,7 +178,8 @@ def kernels(ops, fusion: Fusion = Fusion()) -> list[Kernel]:
                       S.N_x: sum((o.exps for o in pending_attention), Integer(0)),
                       S.X_o: sum((_other_bytes(o) + o.weight_bytes for o in pending_attention), Integer(0)),
                       S.N_g: qk.gemm[1]}
-            out.append(Kernel("attention", f"attn.core.{qk.pass_}", inputs, qk.repeat))
+            kind = "attention_backward" if qk.pass_ == "bwd" else "attention"
+            out.append(Kernel(kind, f"attn.core.{qk.pass_}", inputs, qk.repeat))
             pending_attention.clear()
 
     for op in ops:
@@ -205,7 +211,8 @@ def kernels(ops, fusion: Fusion = Fusion()) -> list[Kernel]:
 
 def kernel_time(kernel: Kernel, fusion: Fusion = Fusion()) -> Expr:
     """One kernel's seconds (one layer), the formula of its kind with its inputs put in."""
-    formula = {"gemm": GEMM_TIME_S, "attention": ATTENTION_TIME_S, "stream": STREAM_TIME_S}[kernel.kind]
+    formula = {"gemm": GEMM_TIME_S, "attention": ATTENTION_TIME_S, "attention_backward": ATTENTION_BACKWARD_TIME_S,
+               "stream": STREAM_TIME_S}[kernel.kind]
     is_kernel = kernel.kind != "stream" or not fusion.fold_elementwise
     if kernel.kind == "stream" and is_kernel:
         formula = formula + S.t_k

@@ -106,6 +106,7 @@ X_h = dim("X_h", "bytes a kernel moves at half its plateau bandwidth (small tran
 e_a = dim("e_a", "achievable fraction of the matrix peak inside attention at long sequences", "fraction", integer=False)
 o_x = dim("o_x", "fraction of the softmax time hidden under attention's matrix products (FA3 overlaps, FA2 does not)",
           "fraction", integer=False, zero=True)
+f_b = dim("f_b", "attention backward's matrix plateau as a fraction of the forward's", "fraction", integer=False)
 k_h = dim("k_h", "keys per query at which attention reaches half its plateau rate", "keys", integer=False)
 c_q = dim("c_q", "vector operations to dequantize one weight element, once per M-tile (0: weights in the compute dtype)",
           "ops", integer=False, zero=True)
