@@ -36,17 +36,64 @@ class Count(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def output_options(fn):
-    """``--format`` and ``--output``, shared by every command that prints a table."""
+#: --output extension -> the format written when --format is not given
+FORMAT_OF_SUFFIX = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown", ".tex": "latex", ".txt": "table"}
+#: parameters naming files a command reads; --output and --plot must not overwrite them
+INPUT_PARAMS = ("model", "models", "gpu", "measured", "fit_path", "input")
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
-    @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown", "latex"]), default="table", show_default=True, help="output format")
-    @click.option("--output", "output", type=click.Path(dir_okay=False, path_type=Path), help="write to FILE instead of stdout")
+
+EFFICIENCY = click.FloatRange(0, 1, min_open=True)
+
+
+def output_options(fn):
+    """``--format`` and ``--output``, shared by every command that prints a table; files
+    are checked before any work and written atomically."""
+
+    @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown", "latex"]), help="output format (default: from the --output extension, .csv .json .md .tex, else table)")
+    @click.option("--output", "output", type=click.Path(dir_okay=False, path_type=Path), help="write to FILE instead of stdout (atomically: an existing FILE is replaced only once the whole table is written)")
     @functools.wraps(fn)
     def wrapper(*args, fmt, output, **kwargs):
+        check_files(click.get_current_context().params)
         frame = fn(*args, **kwargs)
-        emit(frame, fmt, output)
+        emit(frame, fmt or (FORMAT_OF_SUFFIX.get(output.suffix.lower(), "table") if output else "table"), output)
 
     return wrapper
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.is_dir():
+            a = a / "config.json"
+        if a.exists() and b.exists():
+            return a.samefile(b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def check_files(params: dict) -> None:
+    """Before any work: --output and --plot go to existing folders, --plot has a chart
+    extension, and neither overwrites an input file nor each other."""
+    from perfmodel.files import check_writable
+
+    output, plot, save, refit = (params.get(k) for k in ("output", "plot", "save", "refit"))
+    inputs = [(name, Path(v)) for name in INPUT_PARAMS for v in _as_tuple(params.get(name)) if isinstance(v, (str, Path)) and str(v).strip()]
+    if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise PerfmodelError(f"plot {str(plot)!r}: name must end in {', '.join(PLOT_SUFFIXES)}")
+    for option, target in (("--output", output), ("--plot", plot), ("--save", save), ("--refit", refit)):
+        if target is None:
+            continue
+        check_writable(target, option)
+        for name, path in inputs:
+            if _same_file(path, target):
+                raise PerfmodelError(f"{option} {str(target)!r} is the --{name.replace('_path', '')} file; choose another name")
+    if output is not None and plot is not None and _same_file(output, plot):
+        raise PerfmodelError(f"--plot {str(plot)!r} is the --output file; choose another name")
+
+
+def _as_tuple(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
 
 
 def emit(frame, fmt: str, output: Path | None) -> None:
@@ -56,10 +103,9 @@ def emit(frame, fmt: str, output: Path | None) -> None:
     if output is None:
         click.echo(text)
     else:
-        try:
-            output.write_text(text + "\n")
-        except OSError as exc:
-            raise PerfmodelError(f"cannot write {output}: {exc.strerror or exc}") from None
+        from perfmodel.files import write_text
+
+        write_text(output, text + "\n")
 
 
 def parse_sets(pairs: tuple[str, ...]) -> dict:
@@ -112,8 +158,8 @@ def impl_options(fn):
 
 def gpu_option(required: bool):
     def decorate(fn):
-        fn = click.option("--bandwidth-efficiency", type=float, help="achievable fraction of memory bandwidth (default: the catalog's)")(fn)
-        fn = click.option("--compute-efficiency", type=float, help="achievable fraction of the compute peak (default: the catalog's)")(fn)
+        fn = click.option("--bandwidth-efficiency", type=EFFICIENCY, help="achievable fraction of memory bandwidth, in (0, 1] (default: the catalog's)")(fn)
+        fn = click.option("--compute-efficiency", type=EFFICIENCY, help="achievable fraction of the compute peak, in (0, 1] (default: the catalog's)")(fn)
         return click.option("--gpu", required=required, help="catalog name or alias (`perfmodel hardware list`) or a JSON/YAML accelerator file")(fn)
 
     return decorate
@@ -454,6 +500,7 @@ def hardware_measure(device, quick, save):
     from hardware.catalog import catalog_frame
     from hardware.probes import measure_device, save_accelerator
 
+    require_torch("hardware measure")
     acc = measure_device(device=device, quick=quick, progress=lambda msg: click.echo(msg, err=True))
     if save:
         save_accelerator(acc, save)
@@ -484,17 +531,42 @@ def validate_attention(device, grid, gpu, threads, published, measured, by, out_
     (calibrated_s). Times torch SDPA unless --published or --measured is given."""
     from hardware.attention_bench import report
 
+    if not (published or measured):
+        require_torch("validate attention (timing here)")
     return report(device=device, grid=grid, gpu=gpu, threads=threads, published=published, measured=measured,
                   by=by, out_of_sample=out_of_sample, fit_path=fit_path, refit=refit, plot=plot, progress=True)
 
 
+def require_torch(what: str) -> None:
+    """A one-line error, before any work, where torch is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise PerfmodelError(f"{what} needs torch, which is not installed: pip install -e '.[test]' (the test extra)")
+
+
+def _say(message: str) -> None:
+    """One line on stderr, readable on an ASCII-only terminal too."""
+    try:
+        click.echo(message, err=True)
+    except UnicodeEncodeError:
+        click.echo(message.encode("ascii", "backslashreplace").decode("ascii"), err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI; any refused input is one ``error:`` line, exit 2."""
+    """Entry point: run the CLI; any refused input is one ``error:`` line, exit 2.
+    An unexpected failure is one line too (``PERFMODEL_DEBUG=1`` shows the traceback)."""
+    import os
+
     try:
         cli.main(args=argv, prog_name="perfmodel", standalone_mode=False)
+        sys.stdout.flush()
     except PerfmodelError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _say(f"error: {' '.join(str(exc).split())}")
         sys.exit(2)
+    except BrokenPipeError:  # `perfmodel ... | head`: the reader left; not an error
+        sys.stderr.close()
+        os._exit(0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -503,6 +575,30 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        _say("error: interrupted")
+        sys.exit(130)
+    except OSError as exc:  # stdout on a full device, a vanished folder, …
+        _say(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        _quiet_exit(2)
+    except (RecursionError, MemoryError, OverflowError, ValueError, TypeError, KeyError, ZeroDivisionError) as exc:
+        if os.environ.get("PERFMODEL_DEBUG"):
+            raise
+        _say(f"error: could not handle this input ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+             "PERFMODEL_DEBUG=1 shows where")
+        sys.exit(2)
+
+
+def _quiet_exit(code: int) -> None:
+    """Exit without a second failure from flushing a broken stdout."""
+    import os
+
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

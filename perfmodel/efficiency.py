@@ -325,10 +325,31 @@ def load_fit(path=None) -> Fit:
                 text = f.read()
     except OSError as exc:
         raise PerfmodelError(f"cannot read efficiency fit {path or FIT_FILE}: {exc.strerror or exc}") from None
+    from perfmodel.files import parse_json
+
+    data = parse_json(text, f"efficiency fit {path or FIT_FILE}")
+    _check_fit(data, f"efficiency fit {path or FIT_FILE}")
     try:
-        return Fit.from_dict(json.loads(text))
-    except (json.JSONDecodeError, TypeError) as exc:
+        return Fit.from_dict(data)
+    except (TypeError, ValueError) as exc:
         raise PerfmodelError(f"efficiency fit {path or FIT_FILE}: {exc}") from None
+
+
+def _check_fit(data, origin: str) -> None:
+    """The shape :meth:`Fit.from_dict` reads: an object whose ``groups`` map names to
+    objects with finite numbers for the parameters."""
+    if not isinstance(data, dict):
+        raise PerfmodelError(f"{origin}: expected a JSON object, got {type(data).__name__}")
+    groups = data.get("groups", {})
+    if not isinstance(groups, dict):
+        raise PerfmodelError(f"{origin}: groups: expected an object of groups, got {type(groups).__name__}")
+    for key, group in groups.items():
+        if not isinstance(group, dict):
+            raise PerfmodelError(f"{origin}: group {key}: expected an object, got {type(group).__name__}")
+        for name in (*PARAMETERS, "rms_log_error"):
+            v = group.get(name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise PerfmodelError(f"{origin}: group {key}: {name}: expected a number, got {v!r}")
 
 
 def today() -> str:

@@ -47,10 +47,10 @@ def _figure(width: float, height: float, margins: dict | None = None):
 
 
 def _save(fig, path, fmt: str):
-    try:
-        fig.savefig(path, format=fmt, dpi=150)
-    except OSError as exc:
-        raise PerfmodelError(f"cannot write {path}: {exc.strerror or exc}") from None
+    """Write the chart atomically: a failed write leaves no half-made file behind."""
+    from perfmodel.files import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150))
     return fig
 
 
