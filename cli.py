@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from perfmodel.errors import PerfmodelError
+from perfmodel.errors import PerfmodelError, warn
 from perfmodel.units import DTYPES, parse_count
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -204,6 +204,36 @@ def cli():
     Sizes take k/m suffixes where 1k = 1024 tokens (128k = 131072). Rates are decimal
     (TFLOP/s, GB/s); memory columns are bytes, *_gib columns binary GiB.
     """
+    route_warnings()
+
+
+def route_warnings() -> None:
+    """Library warnings (does not fit, beyond the trained context) as one
+    ``warning:`` line each on stderr, each message once."""
+    import warnings
+
+    from perfmodel.errors import PerfmodelWarning
+
+    shown = set()
+
+    def show(message, category, *args, **kwargs):
+        text = " ".join(str(message).split())
+        if issubclass(category, PerfmodelWarning) and text not in shown:
+            shown.add(text)
+            _say(f"warning: {text}")
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", PerfmodelWarning)
+
+
+def with_fits(frame, sc):
+    """``frame`` with the step's memory, capacity and ``fits`` on every row; a warning
+    on stderr when it does not fit."""
+    from perfmodel.fits import warn_unless_fits
+
+    for column, value in warn_unless_fits(sc).items():
+        frame[column] = value
+    return frame
 
 
 @cli.command()
@@ -307,7 +337,7 @@ def roofline(arch, phase, by, plot, **kw):
     from perfmodel.api import roofline_report as run
 
     sc = scenario(arch, phase, **kw)
-    frame = run(sc, by=by)
+    frame = with_fits(run(sc, by=by), sc)
     if plot:
         from perfmodel.plots import roofline_chart
 
@@ -394,8 +424,11 @@ def formula(quantity, arch, phase, as_latex, **kw):
     QUANTITY: params, active-params, kv-cache, kv-cache-per-token, flops, matmul-flops,
     bytes, intensity, memory, weights-bytes, activation-bytes, time (needs --gpu), …"""
     from perfmodel.api import formula as show
+    from perfmodel.quantities import lookup
 
-    return show(quantity, scenario(arch, phase, **kw), as_latex=as_latex)
+    sc = scenario(arch, phase, **kw)
+    frame = show(quantity, sc, as_latex=as_latex)
+    return with_fits(frame, sc) if lookup(quantity).needs_gpu else frame
 
 
 @cli.command()
@@ -426,7 +459,11 @@ def compare(models, sets, gpu, plot, plot_column, **kw):
     from hardware.catalog import get_accelerator
     from perfmodel.comparison import compare as side_by_side
 
-    frame = side_by_side(models, get_accelerator(gpu), overrides=parse_sets(sets), **kw)
+    acc = get_accelerator(gpu)
+    frame = side_by_side(models, acc, overrides=parse_sets(sets), **kw)
+    for _, row in frame[~frame["fits"].astype(bool)].iterrows():
+        warn(f"{row['model']} at batch {kw['batch']}, context {kw['context']} needs {row['total_bytes'] / 2**30:.4g} GiB "
+             f"but {acc.name} has {acc.memory_bytes / 2**30:.4g} GiB: it does not fit (times are what it would take if it did)")
     if plot:
         from perfmodel.plots import bar_chart
 
@@ -457,12 +494,15 @@ def sweep(arch, gpu, phase, metric, batch, context, seq, plot, plot_kind, **kw):
     Evaluated with numpy over the whole grid (the same expression `formula` prints)."""
     from perfmodel.sweeps import sweep as run, swept_axis
 
-    frame = run(scenario(arch, phase, gpu=gpu, **kw), metric, batch=batch, seq=seq, context=context)
+    sc = scenario(arch, phase, gpu=gpu, **kw)
+    frame = run(sc, metric, batch=batch, seq=seq, context=context)
     if plot:
         from perfmodel.plots import sweep_chart
 
         name = frame["metric"].iloc[0]
-        sweep_chart(frame.rename(columns={"value": name}), name, plot, kind=plot_kind, x=swept_axis(frame), series="batch")
+        title = f"{arch.name} {phase}" + (f" on {sc.accelerator.name}" if sc.accelerator else "") + \
+            f": weights {kw['weight_dtype']}, activations {kw['act_dtype']}, KV {kw['kv_dtype']}"
+        sweep_chart(frame.rename(columns={"value": name}), name, plot, kind=plot_kind, x=swept_axis(frame), series="batch", title=title)
     return frame
 
 

@@ -328,13 +328,27 @@ def bar_chart(frame, column: str, path, label_column: str = "model"):
     crowded = sum(map(len, labels)) > 60
     ax.set_xticks(range(len(labels)), labels, rotation=30 if crowded else 0, ha="right" if crowded else "center")
     ax.set_xlabel(label_column)
-    ax.set_ylabel(column)
-    ax.set_title(f"{column} by {label_column}", fontsize=10)
+    ax.set_ylabel(axis_label(column))
+    ax.set_title(f"{axis_label(column)} by {label_column}", fontsize=10)
     ax.grid(True, axis="y", lw=0.4, alpha=0.5)
     return _save(fig, path, fmt)
 
 
-def sweep_chart(frame, metric: str, path, kind: str = "lines", x: str = "context", series: str | None = "batch"):
+_AXIS_NAMES = {"batch": "batch (sequences)", "context": "context (cached tokens per sequence)", "seq": "new tokens per sequence"}
+_UNIT_SUFFIXES = (("_tokens_per_s", "tokens/s"), ("_per_s", "per s"), ("_bytes", "bytes"), ("_gib", "GiB"), ("_s", "s"), ("_flops", "FLOPs"))
+
+
+def axis_label(column: str) -> str:
+    """A readable axis label with its unit: ``time_s`` -> ``time (s)``."""
+    if column in _AXIS_NAMES:
+        return _AXIS_NAMES[column]
+    for suffix, unit in _UNIT_SUFFIXES:
+        if column.endswith(suffix) and column != suffix.lstrip("_"):
+            return f"{column[: -len(suffix)].replace('_', ' ')} ({unit})"
+    return column.replace("_", " ")
+
+
+def sweep_chart(frame, metric: str, path, kind: str = "lines", x: str = "context", series: str | None = "batch", title: str | None = None):
     """A long-format sweep (one row per grid point): ``metric`` against ``x``, one line
     per value of ``series`` (``kind="lines"``), or a ``series`` × ``x`` heatmap
     (``kind="heatmap"``). Log axes where the values span more than a few doublings."""
@@ -368,10 +382,13 @@ def sweep_chart(frame, metric: str, path, kind: str = "lines", x: str = "context
             if len(ticks) <= 12:  # tick each grid value, written plainly (4096, not 2¹²)
                 ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
                 ax.xaxis.set_minor_locator(NullLocator())
+        if "fits" in data and not data["fits"].astype(bool).all():
+            out = data[~data["fits"].astype(bool)]
+            ax.plot(out[x], out[metric], "x", color="0.45", ms=9, mew=2, zorder=4, label="does not fit in memory")
         if _log_span(data[metric].dropna(), 100):
             ax.set_yscale("log")
-        ax.set_xlabel(x)
-        ax.set_ylabel(metric)
+        ax.set_xlabel(axis_label(x))
+        ax.set_ylabel(axis_label(metric))
         if series is not None:
             ax.legend(fontsize=8)
         ax.grid(True, which="major", lw=0.4, alpha=0.5)
@@ -383,7 +400,15 @@ def sweep_chart(frame, metric: str, path, kind: str = "lines", x: str = "context
         finite = cells[np.isfinite(cells)]
         norm = LogNorm() if _log_span(finite, 10) else None
         image = ax.imshow(cells, aspect="auto", origin="lower", cmap="viridis", norm=norm)
-        fig.colorbar(image, ax=ax, label=metric)
+        fig.colorbar(image, ax=ax, label=axis_label(metric))
+        if "fits" in data:  # grey out the cells that do not fit in memory
+            from matplotlib.colors import ListedColormap
+
+            fits = data.pivot(index=series, columns=x, values="fits").sort_index().sort_index(axis=1).to_numpy(dtype=bool)
+            if not fits.all():
+                ax.imshow(np.where(fits, np.nan, 1.0), aspect="auto", origin="lower", cmap=ListedColormap(["0.75"]))
+                ax.text(0.99, 1.01, "grey: does not fit in memory", transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
+                cells = np.where(fits, cells, np.nan)
         ax.set_xticks(range(len(table.columns)), [str(c) for c in table.columns], rotation=45 if len(table.columns) > 8 else 0)
         ax.set_yticks(range(len(table.index)), [str(i) for i in table.index])
         if cells.size <= 144:
@@ -392,7 +417,8 @@ def sweep_chart(frame, metric: str, path, kind: str = "lines", x: str = "context
                     r, g, b, _ = image.cmap(image.norm(v))
                     ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
                     ax.text(col, row, si(v, digits=3), ha="center", va="center", fontsize=7, color=ink)
-        ax.set_xlabel(x)
-        ax.set_ylabel(series)
-    ax.set_title(f"{metric} over {x}" + (f" and {series}" if series is not None else ""), fontsize=10)
+        ax.set_xlabel(axis_label(x))
+        ax.set_ylabel(axis_label(series))
+    heading = f"{axis_label(metric)} over {x}" + (f" and {series}" if series is not None else "")
+    ax.set_title(heading if title is None else f"{title}\n{heading}", fontsize=10)
     return _save(fig, path, fmt)

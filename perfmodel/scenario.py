@@ -13,7 +13,7 @@ from sympy import Expr, Symbol
 
 from perfmodel import symbols as S
 from perfmodel.architecture import Architecture
-from perfmodel.errors import PerfmodelError
+from perfmodel.errors import PerfmodelError, warn
 from perfmodel.evaluate import bindings
 from perfmodel.options import Options
 from perfmodel.roofline import Efficiency, Roof, op_times
@@ -60,6 +60,12 @@ class Scenario:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "context" else 1)):
                 raise PerfmodelError(f"{name}: {v!r} is not a valid count")
+        trained = self.arch.trained_context
+        if positions is None and trained is not None and self.tokens_seen > trained:
+            warn(
+                f"context + seq = {self.tokens_seen:,} tokens is beyond {self.arch.name}'s max_position_embeddings={trained:,} "
+                "(the context it was trained for); the numbers extrapolate"
+            )
 
     @property
     def phase(self) -> str:

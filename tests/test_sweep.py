@@ -72,7 +72,8 @@ def test_kv_cache_by_hand():
     assert list(frame.columns) == ["model", "phase", "batch", "seq", "context", "metric", "unit", "value"]
     assert frame["value"].dtype == np.int64
     for row in frame.itertuples():
-        assert row.value == row.batch * row.context * per_token
+        # a decode step holds the cache after it: context + 1 (the new token's K and V)
+        assert row.value == row.batch * (row.context + 1) * per_token
         assert type(row.value) in (int, np.int64)
 
 
@@ -99,7 +100,7 @@ def test_cli_sweep_json_and_needs_gpu(tmp_path):
     ok = run("--metric", "kv-cache", "--batch", "1,2", "--context", "1k..2k:1k", "--format", "json", "--output", str(tmp_path / "s.json"))
     assert ok.returncode == 0, ok.stderr
     records = json.loads((tmp_path / "s.json").read_text())
-    assert [(r["batch"], r["context"], r["value"]) for r in records] == [(1, 1024, 1024 * 131072), (1, 2048, 2048 * 131072), (2, 1024, 2 * 1024 * 131072), (2, 2048, 2 * 2048 * 131072)]
+    assert [(r["batch"], r["context"], r["value"]) for r in records] == [(1, 1024, 1025 * 131072), (1, 2048, 2049 * 131072), (2, 1024, 2 * 1025 * 131072), (2, 2048, 2 * 2049 * 131072)]
     bad = run("--metric", "time_s", "--context", "1k")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["error: this needs an accelerator: pass --gpu"]
 
