@@ -207,23 +207,36 @@ def cli():
     route_warnings()
 
 
+_WARNINGS: list[str] = []
+
+
 def route_warnings() -> None:
-    """Library warnings (does not fit, beyond the trained context) as one
-    ``warning:`` line each on stderr, each message once."""
+    """Collect library warnings (does not fit, beyond the trained context); a command
+    that succeeds prints each once as a ``warning:`` line on stderr, one that fails
+    prints only its error."""
     import warnings
 
     from perfmodel.errors import PerfmodelWarning
 
-    shown = set()
+    _WARNINGS.clear()
+    original = warnings.showwarning
 
     def show(message, category, *args, **kwargs):
+        if not issubclass(category, PerfmodelWarning):
+            return original(message, category, *args, **kwargs)
         text = " ".join(str(message).split())
-        if issubclass(category, PerfmodelWarning) and text not in shown:
-            shown.add(text)
-            _say(f"warning: {text}")
+        if text not in _WARNINGS:
+            _WARNINGS.append(text)
 
     warnings.showwarning = show
     warnings.simplefilter("always", PerfmodelWarning)
+
+
+@cli.result_callback()
+def print_warnings(*args, **kwargs) -> None:
+    for text in _WARNINGS:
+        _say(f"warning: {text}")
+    _WARNINGS.clear()
 
 
 def with_fits(frame, sc):

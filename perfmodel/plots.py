@@ -284,6 +284,13 @@ def balance_chart(sc, path, *, points: int = 400):
         ax.text(0.98, 0.04, textwrap.fill(f"No balance point at context {sc.context_tokens}: {result.reason}", 45),
                 transform=ax.transAxes, ha="right", va="bottom", fontsize=10,
                 bbox={"boxstyle": "round,pad=0.5", "fc": "lightyellow", "ec": "0.5"})
+    from perfmodel.fits import largest_batch
+
+    most = largest_batch(sc)
+    if most is not None and most < batches[-1]:
+        ax.axvspan(max(most, 1), batches[-1], facecolor="0.6", alpha=0.35, hatch="//", edgecolor="0.4", lw=0,
+                   label=f"does not fit in {acc.memory_bytes / 2**30:.4g} GiB (batch > {most})")
+        ax.axvline(max(most, 1), color="0.3", ls="--", lw=1)
     ax.set_xlim(1, batches[-1])
     ax.set_xlabel("Batch (sequences decoded together)")
     ax.set_ylabel("Time per decode step (ms)")

@@ -69,8 +69,15 @@ def test_kv_cache_by_hand():
     assert per_token == 131072
     frame = sweep(_scenario("llama-3-8b", "decode"), "kv_cache_bytes", batch=[1, 8, 64], context="1k..128k:x2")
     assert len(frame) == 3 * 8
-    assert list(frame.columns) == ["model", "phase", "batch", "seq", "context", "metric", "unit", "value"]
+    assert list(frame.columns) == ["model", "phase", "batch", "seq", "context", "metric", "unit", "value", "memory_needed_bytes", "fits"]
     assert frame["value"].dtype == np.int64
+    # with an accelerator each point says whether it fits: 8,030,261,248 bf16 weights
+    # (Meta's model card: 8.03B) are 16.06 GB; batch 64 at 128k holds 64·131073·131072
+    # bytes of cache = 1.1 TB, far above the H100's 80 GiB; batch 1 at 1k is 16.2 GB
+    small = frame[(frame.batch == 1) & (frame.context == 1024)].iloc[0]
+    big = frame[(frame.batch == 64) & (frame.context == 131072)].iloc[0]
+    assert small.fits and small.memory_needed_bytes >= 8_030_261_248 * 2 + 1025 * per_token
+    assert not big.fits and big.memory_needed_bytes >= 64 * 131073 * per_token > 80 * 2**30
     for row in frame.itertuples():
         # a decode step holds the cache after it: context + 1 (the new token's K and V)
         assert row.value == row.batch * (row.context + 1) * per_token
