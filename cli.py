@@ -52,11 +52,18 @@ def output_options(fn):
 
     @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown", "latex"]), help="output format (default: from the --output extension, .csv .json .md .tex, else table)")
     @click.option("--output", "output", type=click.Path(dir_okay=False, path_type=Path), help="write to FILE instead of stdout (atomically: an existing FILE is replaced only once the whole table is written)")
+    @click.option("--columns", help="only these columns, comma-separated, in this order (any format)")
+    @click.option("--wide", is_flag=True, help="the table with every column and full cells (default on a terminal: fitted to 120 columns)")
     @functools.wraps(fn)
-    def wrapper(*args, fmt, output, **kwargs):
+    def wrapper(*args, fmt, output, columns, wide, **kwargs):
         check_files(click.get_current_context().params)
         frame = fn(*args, **kwargs)
-        emit(frame, fmt or (FORMAT_OF_SUFFIX.get(output.suffix.lower(), "table") if output else "table"), output)
+        if columns:
+            from perfmodel.export import select
+
+            frame = select(frame, columns)
+        fmt = fmt or (FORMAT_OF_SUFFIX.get(output.suffix.lower(), "table") if output else "table")
+        emit(frame, fmt, output, compact=not wide and not columns and output is None)
 
     return wrapper
 
@@ -96,10 +103,10 @@ def _as_tuple(value) -> tuple:
     return value if isinstance(value, tuple) else (value,)
 
 
-def emit(frame, fmt: str, output: Path | None) -> None:
-    from perfmodel.export import render
+def emit(frame, fmt: str, output: Path | None, compact: bool = False) -> None:
+    from perfmodel.export import compact as fitted, render
 
-    text = render(frame, fmt)
+    text = fitted(frame) if compact and fmt == "table" else render(frame, fmt)
     if output is None:
         click.echo(text)
     else:
@@ -239,6 +246,16 @@ def print_warnings(*args, **kwargs) -> None:
     _WARNINGS.clear()
 
 
+HARDWARE_VIEW = ("name", "key", "memory_gib", "memory_bandwidth_bytes_per_s", "peak_flops_per_s_bf16",
+                 "peak_flops_per_s_fp8", "ridge_point_flop_per_byte_bf16", "interconnect_bytes_per_s")
+
+
+def viewed(frame, *columns):
+    """``frame`` with the columns its compact terminal view shows first."""
+    frame.attrs["view"] = [c for c in columns if c in frame.columns]
+    return frame
+
+
 def with_fits(frame, sc):
     """``frame`` with the step's memory, capacity and ``fits`` on every row; a warning
     on stderr when it does not fit."""
@@ -255,7 +272,7 @@ def models():
     """List the shipped presets (real config.json files) and their sources."""
     from perfmodel.api import models as presets
 
-    return presets()
+    return viewed(presets(), "name", "family", "hf_repo", "total_params")
 
 
 @cli.command()
@@ -351,6 +368,8 @@ def roofline(arch, phase, by, plot, **kw):
 
     sc = scenario(arch, phase, **kw)
     frame = with_fits(run(sc, by=by), sc)
+    if by != "total":
+        viewed(frame, "operator", "group", "layers", "time_s", "bound", "share_of_time", "flops", "bytes", "arithmetic_intensity", "expected_time_s")
     if plot:
         from perfmodel.plots import roofline_chart
 
@@ -530,7 +549,7 @@ def hardware_list():
     """Every catalog accelerator with dense peaks, bandwidth and capacity."""
     from hardware.catalog import catalog_frame
 
-    return catalog_frame()
+    return viewed(catalog_frame(), *HARDWARE_VIEW)
 
 
 @hardware.command("show")

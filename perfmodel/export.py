@@ -152,6 +152,74 @@ def _latex(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+#: the terminal width the compact view fits; the longest text cell it shows
+TERMINAL = 120
+CELL = 40
+
+
+def compact(frame: pd.DataFrame, width: int = TERMINAL) -> str:
+    """The table view for a terminal ``width`` wide: columns with one value in every row
+    (of several) move to a ``name: value`` header; long text cells are cut to
+    :data:`CELL` characters; columns that still do not fit are left out, named on a
+    last line (``--wide`` shows everything, ``--columns`` picks). ``frame.attrs["view"]``
+    may name the columns this view shows first (the others count as left out)."""
+    hidden = []
+    view = [c for c in frame.attrs.get("view", ()) if c in frame.columns]
+    if view:
+        hidden = [c for c in frame.columns if c not in view]
+        frame = frame[view]
+    if (len(frame) <= 1 or frame.empty) and not hidden:
+        text = _table(frame)
+        if max(map(len, text.splitlines()), default=0) <= width:
+            return text
+    header = []
+    if len(frame) > 1:
+        same = [c for c in frame.columns if frame[c].astype(str).nunique() == 1]
+        header = [f"{c}: {_cell(frame[c].iloc[0])}" for c in same]
+        frame = frame.drop(columns=same)
+    shown = frame.copy()
+    for c in shown.columns:
+        if not _numeric(shown[[c]])[0]:
+            shown[c] = [_clip(_cell(v)) for v in shown[c]]
+    while len(shown.columns) > 1 and max(map(len, _table(shown).splitlines())) > width:
+        hidden.insert(0, shown.columns[-1])
+        shown = shown.drop(columns=shown.columns[-1])
+    lines = _wrap("  ".join(header), width) + [_table(shown)]
+    if hidden:
+        noun = "column" if len(hidden) == 1 else "columns"
+        lines += _wrap(f"({len(hidden)} more {noun}: {', '.join(map(str, hidden))}; --wide shows all, --columns picks)", width)
+    return "\n".join(line for line in lines if line)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= CELL else text[: CELL - 1] + "…"
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, break_on_hyphens=False) if text else []
+
+
+def select(frame: pd.DataFrame, columns: str) -> pd.DataFrame:
+    """The ``--columns a,b,c`` of ``frame`` in that order; an unknown name is an error."""
+    import difflib
+
+    from perfmodel.errors import PerfmodelError
+
+    names = [c.strip() for c in columns.split(",") if c.strip()]
+    for name in names:
+        if name not in frame.columns:
+            close = difflib.get_close_matches(name, [str(c) for c in frame.columns], n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else f"columns: {', '.join(map(str, frame.columns))}"
+            raise PerfmodelError(f"--columns: no column {name!r}; {hint}")
+    if not names:
+        raise PerfmodelError("--columns: give one or more column names, comma-separated")
+    out = frame[names]
+    out.attrs = dict(frame.attrs)
+    return out
+
+
 def render(frame: pd.DataFrame, fmt: str = "table") -> str:
     """``frame`` as text in ``fmt`` (one of :data:`FORMATS`)."""
     if fmt == "table":
