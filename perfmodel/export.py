@@ -3,8 +3,9 @@
 Frames hold numbers; formatting happens only here. JSON keeps counts as exact
 integers (pandas would turn a column with a missing value into floats). CSV and JSON
 keep full precision; the table, Markdown and LaTeX group integers by thousands and
-show other numbers to 4 significant digits, with an SI prefix outside [0.001, 1000)
-(``14.79 m`` in a ``time_s`` column is 14.79 ms). The unit is in the column name.
+show other numbers to 4 significant digits; the terminal table adds an SI prefix
+outside [0.001, 1000) (``14.79 m`` in a ``time_s`` column is 14.79 ms), Markdown and
+LaTeX write plain numbers (``0.01479``, ``1.479e-05``). The unit is in the column name.
 
 A frame may name columns that already hold LaTeX math in ``frame.attrs["latex_columns"]``
 (a formula's expression): LaTeX output sets them as ``$…$`` instead of escaping them.
@@ -59,6 +60,21 @@ def _cell(value) -> str:
     if isinstance(value, list):
         return "×".join(str(v) for v in value)
     return str(value)
+
+
+def plain_cell(value, latex: bool = False) -> str:
+    """A cell for Markdown and LaTeX: like the table's, but floats as plain numbers to 4
+    significant digits (``4.2e-05``, in LaTeX ``4.2\\times10^{-5}``), never an SI letter."""
+    value = _plain(value)
+    if not isinstance(value, float) or isinstance(value, bool) or not math.isfinite(value):
+        return _cell(value)
+    text = f"{value:.4g}"
+    if 1e3 <= abs(value) < 1e15:  # 11,720 rather than 1.172e+04
+        return f"{float(text):,.0f}"
+    mantissa, e, exponent = text.partition("e")
+    if e and latex:
+        return rf"${mantissa}\times10^{{{int(exponent)}}}$"
+    return text
 
 
 def _float(value: float) -> str:
@@ -124,7 +140,7 @@ def _table(frame: pd.DataFrame) -> str:
 def _markdown(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured pipe table; numbers right-aligned."""
     columns = [str(c).replace("|", "\\|") for c in frame.columns]
-    rows = [[_cell(v).replace("|", "\\|") for v in row] for row in frame.itertuples(index=False, name=None)]
+    rows = [[plain_cell(v).replace("|", "\\|") for v in row] for row in frame.itertuples(index=False, name=None)]
     numeric = _numeric(frame)
     head = "| " + " | ".join(columns) + " |"
     rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
@@ -138,6 +154,11 @@ def _latex_text(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
 
 
+def _latex_cell(value) -> str:
+    text = plain_cell(value, latex=True)
+    return text if text.startswith("$") else _latex_text(text)
+
+
 def _latex(frame: pd.DataFrame) -> str:
     """A booktabs tabular (needs ``\\usepackage{booktabs}``); numbers right-aligned;
     columns named in ``frame.attrs["latex_columns"]`` set as math."""
@@ -146,7 +167,7 @@ def _latex(frame: pd.DataFrame) -> str:
     spec = "".join("r" if n else "l" for n in numeric)
     lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(_latex_text(str(c)) for c in frame.columns) + r" \\", r"\midrule"]
     for row in frame.itertuples(index=False, name=None):
-        cells = [f"${v}$" if c in math_columns and v is not None else _latex_text(_cell(v)) for c, v in zip(frame.columns, row)]
+        cells = [f"${v}$" if c in math_columns and v is not None else _latex_cell(v) for c, v in zip(frame.columns, row)]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
