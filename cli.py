@@ -380,7 +380,7 @@ def roofline(arch, phase, by, plot, **kw):
 @cli.command()
 @model_option
 @gpu_option(required=True)
-@click.option("--context", type=Count(0), default=0, show_default=True, help=f"cached tokens per sequence ({SIZE_HELP})")
+@click.option("--context", type=Count(0), help=f"cached tokens per sequence ({SIZE_HELP}; default 2048, as for every decode step, or what learned positions allow)")
 @click.option("--seq", type=Count(), default=1, show_default=True, help="new tokens per sequence per step (1, or k speculated tokens)")
 @click.option("--by", type=click.Choice(["total", "operator"]), default="total", show_default=True)
 @dtype_options
@@ -430,6 +430,15 @@ def attention(gpu, compute_efficiency, bandwidth_efficiency, kv_heads, seq_kv, a
         bandwidth_efficiency=bandwidth_efficiency,
         **kw,
     )
+    # the call's tensors (Q, K, V, O, and scores or gradients where it moves them) must
+    # reside in memory: the bytes it moves are what it needs
+    acc = get_accelerator(gpu)
+    frame["memory_needed_bytes"] = frame["bytes"]
+    frame["capacity_bytes"] = acc.memory_bytes
+    frame["fits"] = frame["bytes"] <= acc.memory_bytes
+    if not frame["fits"].iloc[0]:
+        warn(f"this call moves {frame['bytes'].iloc[0] / 2**30:.4g} GiB but {acc.name} has {acc.memory_bytes / 2**30:.4g} GiB: "
+             "its tensors do not fit (the time is what it would take if they did)")
     if kernel:
         from perfmodel.efficiency import calibrated
         from perfmodel.validation import call_of
