@@ -70,7 +70,7 @@ def _columns(frame, *names) -> None:
 def _short(names: list[str]) -> str:
     """Operator names grouped by block, one line each: ``ffn: gate_proj up_proj``."""
     blocks: dict[str, list[str]] = {}
-    for name in names:
+    for name in dict.fromkeys(names):  # an op in several layer groups is named once
         block, dot, rest = name.partition(".")
         blocks.setdefault(block if dot else "", []).append(rest if dot else block)
     return "\n".join(f"{block}: {' '.join(parts)}" if block else " ".join(parts) for block, parts in blocks.items())
@@ -206,14 +206,18 @@ def roofline_chart(sc, path, frame=None, *, labels: int = 8):
     ax.set_ylabel(f"Attainable performance (TFLOP/s, {sc.act_dtype})")
     ax.grid(True, which="major", lw=0.4, alpha=0.5)
     what = "forward operators, " if sc.phase == "train" else ""
+    from perfmodel.fits import fit_columns
+
+    fit = fit_columns(sc)
+    misfit = "" if fit["fits"] else f" — does not fit: needs {fit['memory_needed_bytes'] / 2**30:.4g} of {acc.memory_bytes / 2**30:.4g} GiB"
     ax.set_title(
-        f"{sc.arch.name} on {acc.name}: {sc.phase}, batch {sc.batch}, seq {sc.seq_tokens}, context {sc.context_tokens}\n"
+        f"{sc.arch.name} on {acc.name}: {sc.phase}, batch {sc.batch}, seq {sc.seq_tokens}, context {sc.context_tokens}{misfit}\n"
         f"{what}{_dtypes(sc)}; each operator summed over its layers",
-        fontsize=10,
+        fontsize=10, color="black" if fit["fits"] else "darkred",
     )
     ax.legend(loc="upper left", fontsize=7.5, framealpha=0.9)
     if len(hidden):
-        note = "not drawn (no FLOPs or no bytes): " + ", ".join(hidden["operator"])
+        note = "not drawn (no FLOPs or no bytes): " + ", ".join(dict.fromkeys(hidden["operator"]))
         ax.text(0.99, 0.08, textwrap.fill(note, 60), transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5, color="0.35")
 
     renderer = fig.canvas.get_renderer()
