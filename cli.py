@@ -306,7 +306,9 @@ def kv_cache(arch, context, batch, kv_dtype, mla):
     """KV-cache bytes per token and for a batch at a context length."""
     from perfmodel.api import kv_cache as kv
 
-    return kv(scenario(arch, "prefill", batch=batch, seq=context, context=0, kv_dtype=kv_dtype, mla=mla))
+    frame = kv(scenario(arch, "prefill", batch=batch, seq=context, context=0, kv_dtype=kv_dtype, mla=mla))
+    # here --context is the tokens held: the cache a prefill of that many builds
+    return frame.drop(columns=["phase", "seq"]).assign(context=frame["tokens_cached"])
 
 
 @cli.command()

@@ -95,6 +95,9 @@ def kv_cache(sc: Scenario) -> pd.DataFrame:
         [
             {
                 "model": sc.arch.name,
+                "phase": sc.phase,
+                "seq": sc.seq_tokens,
+                "context": sc.context_tokens,
                 "tokens_cached": sc.tokens_seen,
                 "batch": sc.batch,
                 "kv_dtype": sc.kv_dtype,

@@ -75,6 +75,7 @@ def _add_fits(sc: Scenario, axes: dict, frame: pd.DataFrame) -> None:
 
     need, ok = grid_fits(sc, axes)
     frame["memory_needed_bytes"] = need.ravel().astype(np.int64) if np.all(need < 2**53) else need.ravel()
+    frame["capacity_bytes"] = sc.accelerator.memory_bytes
     frame["fits"] = ok.ravel()
     if not ok.all():
         warn(f"{int((~ok).sum()):,} of {ok.size:,} grid points do not fit {sc.accelerator.name}'s "

@@ -69,7 +69,7 @@ def test_kv_cache_by_hand():
     assert per_token == 131072
     frame = sweep(_scenario("llama-3-8b", "decode"), "kv_cache_bytes", batch=[1, 8, 64], context="1k..128k:x2")
     assert len(frame) == 3 * 8
-    assert list(frame.columns) == ["model", "phase", "batch", "seq", "context", "metric", "unit", "value", "memory_needed_bytes", "fits"]
+    assert list(frame.columns) == ["model", "phase", "batch", "seq", "context", "metric", "unit", "value", "memory_needed_bytes", "capacity_bytes", "fits"]
     assert frame["value"].dtype == np.int64
     # with an accelerator each point says whether it fits: 8,030,261,248 bf16 weights
     # (Meta's model card: 8.03B) are 16.06 GB; batch 64 at 128k holds 64·131073·131072
