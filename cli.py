@@ -107,6 +107,8 @@ def emit(frame, fmt: str, output: Path | None, compact: bool = False) -> None:
     from perfmodel.export import compact as fitted, render
 
     text = fitted(frame) if compact and fmt == "table" else render(frame, fmt)
+    if compact and fmt == "table" and "summary" in frame.attrs:
+        text = f"summary ({len(frame)} rows; --by KEYS for other groups)\n{fitted(frame.attrs['summary'])}\n\n{text}"
     if output is None:
         click.echo(text)
     else:
@@ -616,8 +618,15 @@ def validate_attention(device, grid, gpu, threads, published, measured, by, out_
 
     if not (published or measured):
         require_torch("validate attention (timing here)")
-    return report(device=device, grid=grid, gpu=gpu, threads=threads, published=published, measured=measured,
-                  by=by, out_of_sample=out_of_sample, fit_path=fit_path, refit=refit, plot=plot, progress=True)
+    frame = report(device=device, grid=grid, gpu=gpu, threads=threads, published=published, measured=measured,
+                   by=by, out_of_sample=out_of_sample, fit_path=fit_path, refit=refit, plot=plot, progress=True)
+    if by == "row" and "error" in frame:
+        from perfmodel.validation import summarize
+
+        frame.attrs["summary"] = summarize(frame)  # the terminal view prints it first
+        viewed(frame, "study", "gpu", "kernel", "pass", "head_dim", "seq_q", "seq_kv", "causal", "measured_s",
+               "predicted_s", "error", "calibrated_s", "calibrated_error")
+    return frame
 
 
 def require_torch(what: str) -> None:

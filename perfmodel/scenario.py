@@ -63,8 +63,8 @@ class Scenario:
         trained = self.arch.trained_context
         if positions is None and trained is not None and self.tokens_seen > trained:
             warn(
-                f"context + seq = {self.tokens_seen:,} tokens is beyond {self.arch.name}'s max_position_embeddings={trained:,} "
-                "(the context it was trained for); the numbers extrapolate"
+                f"{self.arch.name}: context beyond max_position_embeddings={trained:,} (the context it was trained "
+                "for); the numbers extrapolate"
             )
 
     @property
