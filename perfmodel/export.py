@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pandas as pd
 
@@ -115,11 +116,25 @@ def _align(rows: list[list[str]], right: list[bool]) -> list[str]:
     return ["  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)).rstrip() for cells in rows]
 
 
+#: columns that hold a fraction (of the step's time, of peak, predicted/measured - 1):
+#: the terminal table shows them as percentages
+FRACTION_COLUMNS = re.compile(r"(^|_)(share_of_time|mfu|efficiency|error)$")
+
+
+def _percent(value) -> str:
+    value = _plain(value)
+    if not isinstance(value, float) or not math.isfinite(value):
+        return _cell(value)
+    return f"{value * 100:.3g}%" if abs(value) < 10 else f"{value * 100:,.0f}%"
+
+
 def _table(frame: pd.DataFrame) -> str:
     """An aligned plain-text table, numbers right-aligned. One row prints as
     ``key  value`` lines; a few rows too wide for a terminal print transposed, one
-    column per row headed by its first cell (e.g. one column per model)."""
-    text = [[_cell(v) for v in row] for row in frame.itertuples(index=False, name=None)]
+    column per row headed by its first cell (e.g. one column per model). Fraction
+    columns (:data:`FRACTION_COLUMNS`) print as percentages."""
+    cells = [_percent if FRACTION_COLUMNS.search(str(c)) else _cell for c in frame.columns]
+    text = [[f(v) for f, v in zip(cells, row)] for row in frame.itertuples(index=False, name=None)]
     columns = [str(c) for c in frame.columns]
     numeric = _numeric(frame)
     if len(text) == 1 and len(columns) > 6:

@@ -335,6 +335,8 @@ def bar_chart(frame, column: str, path, label_column: str = "model"):
     bars = ax.bar(range(len(labels)), heights, color="tab:blue", alpha=0.8)
     if _log_span(values.dropna(), 1000):
         ax.set_yscale("log")
+    else:
+        _engineering(ax)
     ax.bar_label(bars, labels=["n/a" if math.isnan(v) else si(v, digits=4) for v in values], fontsize=8, padding=2)
     crowded = sum(map(len, labels)) > 60
     ax.set_xticks(range(len(labels)), labels, rotation=30 if crowded else 0, ha="right" if crowded else "center")
@@ -343,6 +345,13 @@ def bar_chart(frame, column: str, path, label_column: str = "model"):
     ax.set_title(f"{axis_label(column)} by {label_column}", fontsize=10)
     ax.grid(True, axis="y", lw=0.4, alpha=0.5)
     return _save(fig, path, fmt)
+
+
+def _engineering(ax) -> None:
+    """Linear y ticks with SI prefixes (``20 G``), never a bare ``1e10`` offset."""
+    from matplotlib.ticker import EngFormatter
+
+    ax.yaxis.set_major_formatter(EngFormatter(sep=" "))
 
 
 _AXIS_NAMES = {"batch": "batch (sequences)", "context": "context (cached tokens per sequence)", "seq": "new tokens per sequence"}
@@ -398,6 +407,8 @@ def sweep_chart(frame, metric: str, path, kind: str = "lines", x: str = "context
             ax.plot(out[x], out[metric], "x", color="0.45", ms=9, mew=2, zorder=4, label="does not fit in memory")
         if _log_span(data[metric].dropna(), 100):
             ax.set_yscale("log")
+        else:
+            _engineering(ax)
         ax.set_xlabel(axis_label(x))
         ax.set_ylabel(axis_label(metric))
         if series is not None:
