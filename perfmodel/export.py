@@ -204,10 +204,10 @@ def compact(frame: pd.DataFrame, width: int = TERMINAL) -> str:
     if view:
         hidden = [c for c in frame.columns if c not in view]
         frame = frame[view]
-    if (len(frame) <= 1 or frame.empty) and not hidden:
-        text = _table(frame)
-        if max(map(len, text.splitlines()), default=0) <= width:
-            return text
+    if len(frame) == 1 and not hidden:
+        return _record(frame, width)
+    if frame.empty and not hidden:
+        return _table(frame)
     header = []
     if len(frame) > 1:
         same = [c for c in frame.columns if frame[c].astype(str).nunique() == 1]
@@ -225,6 +225,21 @@ def compact(frame: pd.DataFrame, width: int = TERMINAL) -> str:
         noun = "column" if len(hidden) == 1 else "columns"
         lines += _wrap(f"({len(hidden)} more {noun}: {', '.join(map(str, hidden))}; --wide shows all, --columns picks)", width)
     return "\n".join(line for line in lines if line)
+
+
+def _record(frame: pd.DataFrame, width: int) -> str:
+    """One row as ``name  value`` lines, long values wrapped under themselves."""
+    import textwrap
+
+    names = [str(c) for c in frame.columns]
+    pad = max(map(len, names)) + 2
+    cells = [_percent(v) if FRACTION_COLUMNS.search(n) else _cell(v) for n, v in zip(names, frame.iloc[0])]
+    lines = []
+    for name, cell in zip(names, cells):
+        wrapped = textwrap.wrap(cell, max(20, width - pad), break_on_hyphens=False, break_long_words=True) or [""]
+        lines.append(f"{name:<{pad}}{wrapped[0]}".rstrip())
+        lines += [" " * pad + more for more in wrapped[1:]]
+    return "\n".join(lines)
 
 
 def _clip(text: str) -> str:
