@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cli import main
 from conftest import REPO, preset_config
@@ -163,3 +165,31 @@ def test_ascii_only_locale():
     result = _run("roofline", "--model", "gpt2", "--gpu", "h100", env={"LANG": "C", "LC_ALL": "C", "PYTHONIOENCODING": "ascii"})
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert "lm_head" in result.stdout
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+FIELDS = sorted(preset_config("llama-3-8b")) + ["head_dim", "layer_types", "sliding_window"]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(FIELDS), value=JSON_VALUES, command=st.sampled_from(["params", "kv-cache", "roofline"]))
+def test_any_value_in_any_field_is_a_result_or_one_error_line(capsys, tmp_path_factory, field, value, command):
+    """Whatever JSON value a config field holds, the command answers or refuses with one
+    ``error:`` line (exit 2): never a traceback."""
+    path = tmp_path_factory.mktemp("any") / "config.json"
+    path.write_text(json.dumps({**preset_config("llama-3-8b"), field: value}))
+    extra = {"params": [], "kv-cache": ["--context", "1k"], "roofline": ["--gpu", "h100", "--by", "total"]}[command]
+    try:
+        main([command, "--model", str(path), *extra, "--format", "json"])
+    except SystemExit as done:
+        captured = capsys.readouterr()
+        assert done.code == 2 and captured.out == "", captured.err
+        lines = captured.err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "could not handle" not in lines[0], captured.err
+    else:
+        json.loads(capsys.readouterr().out)
