@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from contextvars import ContextVar
 from pathlib import Path
 
 import click
@@ -36,36 +37,44 @@ class Count(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+#: True while ``batch`` runs one of its rows: the command hands its frame back unprinted
+CAPTURE = ContextVar("perfmodel_capture", default=False)
 #: --output extension -> the format written when --format is not given
 FORMAT_OF_SUFFIX = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown", ".tex": "latex", ".txt": "table"}
 #: parameters naming files a command reads; --output and --plot must not overwrite them
-INPUT_PARAMS = ("model", "models", "gpu", "measured", "fit_path", "input")
+INPUT_PARAMS = ("model", "models", "gpu", "measured", "fit_path", "input_file")
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 EFFICIENCY = click.FloatRange(0, 1, min_open=True)
 
 
-def output_options(fn):
-    """``--format`` and ``--output``, shared by every command that prints a table; files
-    are checked before any work and written atomically."""
+def output_options(fn=None, *, flag: str = "--output"):
+    """``--format`` and ``--output``, shared by every command that prints a table
+    (``flag``: another name for ``--output`` where that one means something else);
+    files are checked before any work and written atomically."""
 
-    @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown", "latex"]), help="output format (default: from the --output extension, .csv .json .md .tex, else table)")
-    @click.option("--output", "output", type=click.Path(dir_okay=False, path_type=Path), help="write to FILE instead of stdout (atomically: an existing FILE is replaced only once the whole table is written)")
-    @click.option("--columns", help="only these columns, comma-separated, in this order (any format)")
-    @click.option("--wide", is_flag=True, help="the table with every column and full cells (default on a terminal: fitted to 120 columns)")
-    @functools.wraps(fn)
-    def wrapper(*args, fmt, output, columns, wide, **kwargs):
-        check_files(click.get_current_context().params)
-        frame = fn(*args, **kwargs)
-        if columns:
-            from perfmodel.export import select
+    def decorate(fn):
+        @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown", "latex"]), help="output format (default: from the output file's extension, .csv .json .md .tex, else table)")
+        @click.option(flag, "output", type=click.Path(dir_okay=False, path_type=Path), help="write to FILE instead of stdout (atomically: an existing FILE is replaced only once the whole table is written)")
+        @click.option("--columns", help="only these columns, comma-separated, in this order (any format)")
+        @click.option("--wide", is_flag=True, help="the table with every column and full cells (default on a terminal: fitted to 120 columns)")
+        @functools.wraps(fn)
+        def wrapper(*args, fmt, output, columns, wide, **kwargs):
+            check_files(click.get_current_context().params, flag)
+            frame = fn(*args, **kwargs)
+            if columns:
+                from perfmodel.export import select
 
-            frame = select(frame, columns)
-        fmt = fmt or (FORMAT_OF_SUFFIX.get(output.suffix.lower(), "table") if output else "table")
-        emit(frame, fmt, output, compact=not wide and not columns and output is None)
+                frame = select(frame, columns)
+            if CAPTURE.get():
+                return frame
+            fmt = fmt or (FORMAT_OF_SUFFIX.get(output.suffix.lower(), "table") if output else "table")
+            emit(frame, fmt, output, compact=not wide and not columns and output is None)
 
-    return wrapper
+        return wrapper
+
+    return decorate(fn) if fn is not None else decorate
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -79,16 +88,16 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_files(params: dict) -> None:
-    """Before any work: --output and --plot go to existing folders, --plot has a chart
-    extension, and neither overwrites an input file nor each other."""
+def check_files(params: dict, flag: str = "--output") -> None:
+    """Before any work: the output file (``flag``) and --plot go to existing folders,
+    --plot has a chart extension, and neither overwrites an input file nor each other."""
     from perfmodel.files import check_writable
 
     output, plot, save, refit = (params.get(k) for k in ("output", "plot", "save", "refit"))
     inputs = [(name, Path(v)) for name in INPUT_PARAMS for v in _as_tuple(params.get(name)) if isinstance(v, (str, Path)) and str(v).strip()]
     if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
         raise PerfmodelError(f"plot {str(plot)!r}: name must end in {', '.join(PLOT_SUFFIXES)}")
-    for option, target in (("--output", output), ("--plot", plot), ("--save", save), ("--refit", refit)):
+    for option, target in ((flag, output), ("--plot", plot), ("--save", save), ("--refit", refit)):
         if target is None:
             continue
         check_writable(target, option)
@@ -96,7 +105,7 @@ def check_files(params: dict) -> None:
             if _same_file(path, target):
                 raise PerfmodelError(f"{option} {str(target)!r} is the --{name.replace('_path', '')} file; choose another name")
     if output is not None and plot is not None and _same_file(output, plot):
-        raise PerfmodelError(f"--plot {str(plot)!r} is the --output file; choose another name")
+        raise PerfmodelError(f"--plot {str(plot)!r} is the {flag} file; choose another name")
 
 
 def _as_tuple(value) -> tuple:
@@ -592,6 +601,56 @@ def hardware_measure(device, quick, save):
     return catalog_frame([acc])
 
 
+def fusion_options(fn):
+    fn = click.option("--fold-elementwise/--no-fold-elementwise", default=True, show_default=True, help="norms, activations, RoPE and residuals ride in neighbouring kernels (no launch of their own)")(fn)
+    fn = click.option("--merge-projections/--no-merge-projections", default=True, show_default=True, help="projections reading one input (QKV, gate/up) run as one GEMM")(fn)
+    fn = click.option("--cuda-graphs/--no-cuda-graphs", default=True, show_default=True, help="decode and prefill replayed without host launches (engines: TensorRT-LLM, vLLM, gpt-fast); off: eager PyTorch")(fn)
+    return fn
+
+
+@cli.command()
+@model_option
+@gpu_option(required=True)
+@click.option("--batch", type=Count(), default=1, show_default=True, help=f"sequences run together ({SIZE_HELP})")
+@click.option("--prompt", type=Count(), required=True, help=f"prompt tokens per sequence ({SIZE_HELP})")
+@click.option("--output", "output_tokens", type=Count(), required=True, help=f"generated tokens per sequence, the first from the prefill ({SIZE_HELP})")
+@dtype_options
+@click.option("--weight-group-size", type=click.IntRange(1), help="int4/int8 weights: weights per fp16 scale (GPTQ/AWQ g128 = 128); default none")
+@click.option("--embed-dtype", type=click.Choice(DTYPES), help="embedding table and LM head dtype (default: the weight dtype, or 16-bit under weight-only int4/int8/fp8 weights)")
+@fusion_options
+@click.option("--by", type=click.Choice(["total", "step"]), default="total", show_default=True, help="step: one row per decode step")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw each step's latency over the output (PNG/SVG/PDF)")
+@output_options(flag="--output-file")
+def request(arch, gpu, batch, prompt, output_tokens, by, plot, cuda_graphs, merge_projections, fold_elementwise,
+            compute_efficiency, bandwidth_efficiency, **kw):
+    """Latency of one batch of requests: prefill, then a decode step per output token.
+
+    ttft_s (the prefill), tpot_s (mean decode step over the growing context), e2e_latency_s,
+    output tokens/s (total and per user), from the calibrated cost model; the pure
+    roofline (roofline_*) is the bound beside it; fits and memory_bytes say whether the
+    weights and the final KV cache fit on the GPU. The file flag is --output-file here:
+    --output is the number of generated tokens."""
+    from perfmodel.cost import Fusion
+    from perfmodel.request import report
+
+    sc = scenario(arch, "decode", batch=batch, gpu=gpu, compute_efficiency=compute_efficiency,
+                  bandwidth_efficiency=bandwidth_efficiency, **{k: kw.pop(k) for k in ("weight_dtype", "act_dtype", "kv_dtype")})
+    sc = sc.but(weight_group_size=kw.pop("weight_group_size"), embed_dtype=kw.pop("embed_dtype"))
+    fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
+    frame = report(sc, prompt, output_tokens, fusion, by=by)
+    # the names every time-reporting command uses (issue 11) beside request's memory_bytes
+    frame["memory_needed_bytes"] = frame["memory_bytes"]
+    frame["capacity_bytes"] = sc.accelerator.memory_bytes
+    if not bool(frame["fits"].iloc[0]):
+        warn(f"does not fit: needs {frame['memory_bytes'].iloc[0] / 2**30:.1f} GiB of "
+             f"{sc.accelerator.memory_bytes / 2**30:.1f} GiB on {sc.accelerator.name}")
+    if plot:
+        from perfmodel.plots import request_chart
+
+        request_chart(report(sc, prompt, output_tokens, fusion, by="step"), plot, sc)
+    return frame
+
+
 @cli.group()
 def validate():
     """Check the model against measurements: timed here, published, or stored."""
@@ -643,6 +702,167 @@ def _say(message: str) -> None:
         click.echo(message, err=True)
     except UnicodeEncodeError:
         click.echo(message.encode("ascii", "backslashreplace").decode("ascii"), err=True)
+
+
+@validate.command("e2e")
+@click.option("--published", is_flag=True, required=True, help="score the published end-to-end measurements (hardware/data/e2e-measurements.csv)")
+@click.option("--by", default="study", show_default=True, help="row, all, or a summary per comma-separated keys: study, engine, gpu, accelerator, weight_dtype, metric, tier, model, batch")
+@click.option("--in-sample-only", is_flag=True, help="skip the leave-one-source-out predictions")
+@click.option("--unmapped", is_flag=True, help="list the rows that are not scored, with the reason")
+@output_options
+def validate_e2e(published, by, in_sample_only, unmapped):
+    """Request latencies against published engine runs (one GPU, fixed batch): error =
+    predicted/measured - 1 on times (a rate's error is taken on the time it implies, so
+    negative is too fast), for the pure roofline, the old flat efficiencies, the
+    calibrated cost model in sample, and leave-one-source-out (loso)."""
+    from hardware.e2e import report
+
+    return report(by, out_of_sample=not in_sample_only, unmapped=unmapped)
+
+
+# --- batch: many rows of one table command, in one process -----------------------------
+
+#: the parameters ``output_options`` adds: ``batch`` renders, so rows do not choose these
+OUTPUT_PARAMS = ("fmt", "output", "columns", "wide")
+
+
+@cli.command()
+@click.argument("command", nargs=-1, required=True)
+@click.option("--input", "input_file", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV or JSON lines (.csv, .jsonl/.ndjson, else sniffed), one column per option of COMMAND")
+@click.option("--keep-going", is_flag=True, help="a failing row gets its message in an `error` column and the other rows still run")
+@output_options
+def batch(command, input_file, keep_going):
+    """Run COMMAND once per row of FILE in one process: one table of COMMAND's rows.
+
+    \b
+    A column is an option of COMMAND without its dashes, `_` for `-` (model, gpu,
+    batch, weight_dtype, context, ...), or an argument by name (formula's quantity).
+    An empty CSV cell (JSON null) is an option not given; multi-valued options (--set,
+    compare's --model) take a JSON list or `;`-separated text; flags take true/false.
+    The first column, input_row, is the 0-based index of the row in FILE (header and
+    blank lines not counted). A failing row stops the batch with `error: row N: ...`
+    (exit 2); with --keep-going its message goes to an `error` column instead.
+
+    \b
+    e.g. perfmodel batch kv-cache --input rows.csv --format json, rows.csv being
+      model,context,kv_dtype,set
+      llama-3-8b,8k,bf16,
+      llama-3-8b,128k,fp8,num_key_value_heads=1;num_hidden_layers=16"""
+    import difflib
+
+    import pandas as pd
+
+    from perfmodel.batchfile import read_rows
+
+    ctx = click.get_current_context()
+    cmd = batch_target(ctx, command)
+    params = batch_columns(cmd)
+    columns, rows = read_rows(input_file)
+    if unknown := [c for c in columns if c not in params]:
+        close = difflib.get_close_matches(unknown[0], params, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise PerfmodelError(f"unknown column {unknown[0]!r} for {' '.join(command)}{hint} (its columns: {', '.join(params)})")
+    frames = []
+    for index, row in enumerate(rows):
+        try:
+            frame = run_row(ctx, cmd, command[-1], params, row).astype(object)
+        except (PerfmodelError, click.ClickException) as exc:
+            message = (exc.format_message() if isinstance(exc, click.ClickException) else str(exc)).replace("\n", " ")
+            if not keep_going:
+                raise PerfmodelError(f"row {index}: {message}") from None
+            frame = pd.DataFrame({"error": [message]}, dtype=object)
+        else:
+            added = ["input_row", "error"] if keep_going else ["input_row"]
+            if clash := [c for c in added if c in frame.columns]:
+                raise PerfmodelError(f"{' '.join(command)} has its own {clash[0]!r} column, which batch would add" + ("; run without --keep-going" if clash[0] == "error" else ""))
+            if keep_going:
+                frame.insert(0, "error", None)
+        frame.insert(0, "input_row", index)
+        frames.append(frame)
+    result = pd.concat(frames, ignore_index=True)
+    result = result.where(result.notna(), None)  # a column a row lacks is missing (None), as in the row's own frame
+    result.attrs = {k: v for frame in frames for k, v in frame.attrs.items()}  # concat drops differing attrs
+    return result
+
+
+def batch_target(ctx: click.Context, words: tuple[str, ...]) -> click.Command:
+    """The table-producing command that ``words`` (``kv-cache``, ``hardware show``) name."""
+    from perfmodel.errors import UnknownNameError
+
+    cmd = ctx.find_root().command
+    for word in words:
+        if not isinstance(cmd, click.Group):
+            raise PerfmodelError(f"{' '.join(words)}: {cmd.name!r} has no subcommands")
+        sub = cmd.get_command(ctx, word)
+        if sub is None:
+            raise UnknownNameError("command", word, cmd.list_commands(ctx))
+        cmd = sub
+    if isinstance(cmd, click.Group):
+        raise PerfmodelError(f"{' '.join(words)} is a group; name one of its commands: {', '.join(cmd.list_commands(ctx))}")
+    if cmd is batch:
+        raise PerfmodelError("batch cannot run batch; put all the rows in one file")
+    if not {p.name for p in cmd.params} >= set(OUTPUT_PARAMS):
+        raise PerfmodelError(f"{' '.join(words)} does not print a table; batch runs commands that do")
+    return cmd
+
+
+def batch_columns(cmd: click.Command) -> dict[str, click.Parameter]:
+    """Column name -> parameter: an option's first long name without dashes, `_` for
+    `-` (``--kv-dtype`` -> ``kv_dtype``, ``--set`` -> ``set``); an argument's name."""
+    out = {}
+    for param in cmd.params:
+        if param.name in OUTPUT_PARAMS:
+            continue
+        if isinstance(param, click.Option):
+            out[long_name(param).lstrip("-").replace("-", "_")] = param
+        else:
+            out[param.name] = param
+    return out
+
+
+def long_name(option: click.Option) -> str:
+    """The option's first ``--name`` (its first name if it has only short ones)."""
+    return next((o for o in option.opts if o.startswith("--")), option.opts[0])
+
+
+def row_argv(params: dict[str, click.Parameter], row: dict) -> list[str]:
+    """The command line one row stands for: ``--opt=value`` options, then ``--`` and
+    the arguments (so a value starting with ``-`` is never read as an option)."""
+    from perfmodel.batchfile import as_flag, as_list
+
+    options, arguments = [], []
+    for column, value in row.items():
+        param = params[column]
+        try:
+            if isinstance(param, click.Option) and param.is_flag:
+                on = as_flag(value)
+                if on or param.secondary_opts:
+                    options.append(long_name(param) if on else param.secondary_opts[0])
+                continue
+            if param.multiple or param.nargs == -1:
+                values = as_list(value)
+            elif isinstance(value, list):
+                raise PerfmodelError(f"takes one value, got a list {value}")
+            else:
+                values = [value]
+        except PerfmodelError as exc:
+            raise PerfmodelError(f"column {column!r}: {exc}") from None
+        texts = [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
+        if isinstance(param, click.Option):
+            options += [f"{long_name(param)}={t}" for t in texts]
+        else:
+            arguments += texts
+    return options + ["--"] + arguments
+
+
+def run_row(ctx: click.Context, cmd: click.Command, name: str, params: dict, row: dict):
+    """``cmd``'s DataFrame for one row, run in this process as its own command line would."""
+    token = CAPTURE.set(True)
+    try:
+        with cmd.make_context(name, row_argv(params, row), parent=ctx) as sub:
+            return cmd.invoke(sub)
+    finally:
+        CAPTURE.reset(token)
 
 
 def main(argv: list[str] | None = None) -> None:

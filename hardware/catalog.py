@@ -39,6 +39,7 @@ from importlib import resources
 from pathlib import Path
 
 from hardware.accelerator import Accelerator
+from hardware.cost_data import params_for
 from perfmodel.errors import PerfmodelError, UnknownNameError
 from perfmodel.files import parse_json, parse_yaml, read_text, write_text
 from perfmodel.units import DTYPES, GIB
@@ -148,6 +149,7 @@ def _load() -> tuple[dict[str, Accelerator], dict[str, str]]:
     index: dict[str, str] = {}
     for name, spec in specs.items():
         acc = _row_to_accelerator(spec, keyrows[name])
+        acc = dataclasses.replace(acc, cost=params_for(acc))
         if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", acc.key) or acc.key in table:
             raise ValueError(f"catalog data: bad or duplicate key {acc.key!r}")
         table[acc.key] = acc

@@ -285,6 +285,13 @@ def _derived(sc: Scenario, frame: pd.DataFrame) -> pd.DataFrame:
         frame.insert(0, k, v)
     frame["tokens_per_s"] = n_tokens / frame["time_s"]
     frame["expected_tokens_per_s"] = n_tokens / frame["expected_time_s"]
+    if not sc.options.training and getattr(sc.accelerator, "cost", None) is not None:
+        # the default prediction: the calibrated cost model (time_s stays the pure bound)
+        from perfmodel.request import calibrated_step
+
+        calibrated = value(calibrated_step(sc), sc.values)
+        frame.insert(frame.columns.get_loc("time_s"), "calibrated_time_s", calibrated)
+        frame["calibrated_tokens_per_s"] = n_tokens / calibrated
     if sc.phase == "decode":
         frame["time_per_token_s"] = frame["time_s"] / sc.seq_tokens
     if sc.phase == "prefill":

@@ -15,7 +15,7 @@ from sympy import Expr, Integer, Rational, Symbol, lambdify, sympify
 from perfmodel import symbols as S
 from perfmodel.architecture import Architecture
 from perfmodel.errors import PerfmodelError
-from perfmodel.units import dtype_bytes
+from perfmodel.units import dtype_bytes, embedding_dtype, weight_element_bytes
 
 
 def bindings(
@@ -24,11 +24,16 @@ def bindings(
     weight_dtype: str = "bf16",
     act_dtype: str = "bf16",
     kv_dtype: str = "bf16",
+    embed_dtype: str | None = None,
+    weight_group_size: int | None = None,
     **step: int,
 ) -> dict[Symbol, Expr]:
-    """Symbol -> value for a model, its dtypes and a step (``b=8, s=1, t=4096``)."""
+    """Symbol -> value for a model, its dtypes and a step (``b=8, s=1, t=4096``).
+    ``embed_dtype`` None: :func:`~perfmodel.units.embedding_dtype`; ``weight_group_size``:
+    per-group scales of int4/int8 weights (:func:`~perfmodel.units.weight_element_bytes`)."""
     values: dict[Symbol, Expr] = {} if arch is None else {k: Integer(v) for k, v in arch.symbol_values.items()}
-    values[S.B_w] = Rational(dtype_bytes(weight_dtype))
+    values[S.B_w] = Rational(weight_element_bytes(weight_dtype, weight_group_size))
+    values[S.B_e] = Rational(dtype_bytes(embed_dtype or embedding_dtype(weight_dtype, act_dtype)))
     values[S.B_a] = Rational(dtype_bytes(act_dtype))
     values[S.B_kv] = Rational(dtype_bytes(kv_dtype))
     for name, value in step.items():

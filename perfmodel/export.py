@@ -144,12 +144,20 @@ def _table(frame: pd.DataFrame) -> str:
         return "  ".join(columns)
     lines = _align([columns] + text, numeric)
     if len(text) <= TRANSPOSE_ROWS and max(map(len, lines)) > WIDE:
-        head = [columns[0]] + [r[0] for r in text]
-        body = [[c] + [r[i] for r in text] for i, c in enumerate(columns) if i > 0]
-        lines = _align([head] + body, [False] + [True] * len(text))
-        return "\n".join([lines[0], "-" * max(map(len, lines))] + lines[1:])
+        return _transposed(frame)
     widths = [max(len(columns[i]), *(len(r[i]) for r in text)) for i in range(len(columns))]
     return "\n".join([lines[0], _align([["-" * w for w in widths]], numeric)[0]] + lines[1:])
+
+
+def _transposed(frame: pd.DataFrame) -> str:
+    """The table turned: one column per row, headed by its first cell."""
+    cells = [_percent if FRACTION_COLUMNS.search(str(c)) else _cell for c in frame.columns]
+    text = [[f(v) for f, v in zip(cells, row)] for row in frame.itertuples(index=False, name=None)]
+    columns = [str(c) for c in frame.columns]
+    head = [columns[0]] + [r[0] for r in text]
+    body = [[c] + [r[i] for r in text] for i, c in enumerate(columns) if i > 0]
+    lines = _align([head] + body, [False] + [True] * len(text))
+    return "\n".join([lines[0], "-" * max(map(len, lines))] + lines[1:])
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -208,6 +216,17 @@ def compact(frame: pd.DataFrame, width: int = TERMINAL) -> str:
         return _record(frame, width)
     if frame.empty and not hidden:
         return _table(frame)
+    if len(frame) <= TRANSPOSE_ROWS and not hidden:  # a few wide rows: one column per row
+        clipped = frame.copy()
+        for c in clipped.columns:
+            if not _numeric(clipped[[c]])[0]:
+                clipped[c] = [_clip(_cell(v)) for v in clipped[c]]
+        text = _table(clipped)
+        if max(map(len, text.splitlines())) <= width:
+            return text
+        turned = _transposed(clipped)
+        if max(map(len, turned.splitlines())) <= width:
+            return turned
     header = []
     if len(frame) > 1:
         same = [c for c in frame.columns if frame[c].astype(str).nunique() == 1]

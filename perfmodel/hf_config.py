@@ -648,6 +648,40 @@ def _gpt_neox(c: Config) -> dict:
     )
 
 
+@reader("gptj")
+def _gptj(c: Config) -> dict:
+    """GPT-J (``GPTJForCausalLM``): a parallel block under one LayerNorm (``ln_1``);
+    separate q/k/v and ``out_proj`` without biases; a plain biased MLP (``fc_in``/``fc_out``,
+    ``n_inner``, null: 4·n_embd); RoPE on the first ``rotary_dim`` features of each head
+    (GPTJConfig default 64; rotary_dim = head size rotates all of it); no learned
+    positions; final ``ln_f``; an LM head with a bias, untied by default."""
+    hidden = c.int("n_embd", "hidden_size")
+    heads = c.int("n_head", "num_attention_heads")
+    head_dim = derived_head_dim(hidden, heads)
+    if not c.absent("rotary_dim") and c.data["rotary_dim"] is None:
+        raise ConfigError("rotary_dim", "must be an integer (transformers' GPTJConfig refuses null)")
+    rotary = c.int("rotary_dim", default=64)
+    if rotary > head_dim:
+        raise ConfigError("rotary_dim", f"rotates {rotary} features of a {head_dim}-wide head")
+    attention = Attention(heads, heads, head_dim, rotary_dim=None if rotary == head_dim else rotary)
+    ffn = FFN(
+        c.int("n_inner", default=None) or 4 * hidden,
+        gated=False,
+        activation=c.activation("activation_function", default="gelu_new"),
+        bias=True,
+    )
+    norm = Norm("layer", bias=True)
+    layer = Layer(attention, ffn, norm=norm, norms=("attn.norm",), parallel=True)
+    return dict(
+        vocab_size=c.int("vocab_size"),
+        hidden_size=hidden,
+        layers=(layer,) * c.int("n_layer", "num_hidden_layers"),
+        tie_word_embeddings=c.bool("tie_word_embeddings", default=False),
+        final_norm=norm,
+        lm_head_bias=True,
+    )
+
+
 @reader("phi")
 def _phi(c: Config) -> dict:
     """Phi-1/1.5/2: a parallel block under one LayerNorm, biases on q/k/v, ``dense``, the

@@ -48,7 +48,7 @@ def memory(table: Table) -> dict[str, Expr]:
     """Bytes by kind for the table's phase. Inference holds the KV cache as it stands
     after the step (``t + s`` tokens per sequence) and the step's largest working set;
     training holds gradients, optimizer states and activations."""
-    weights = table.params * S.B_w
+    weights = sum((t.numel * t.repeat * (S.B_e if t.embedding else S.B_w) for t in table.tensors), ZERO)
     if table.options.training:
         recipe = RECIPES[table.options.optimizer]
         parts = {

@@ -444,3 +444,21 @@ def sweep_chart(frame, metric: str, path, kind: str = "lines", x: str = "context
     heading = f"{axis_label(metric)} over {x}" + (f" and {series}" if series is not None else "")
     ax.set_title(heading if title is None else f"{title}\n{heading}", fontsize=10)
     return _save(fig, path, fmt)
+
+
+def request_chart(steps, path, sc):
+    """A request's latency step by step (``request --by step``): each decode step's
+    calibrated seconds and its pure-roofline bound over the output, and the time elapsed."""
+    fmt = _format(path)
+    _columns(steps, "step", "time_s", "roofline_time_s", "elapsed_s")
+    decode = steps[steps["step"] > 0]
+    fig = _figure(9, 4.5)
+    ax, total = fig.subplots(1, 2)
+    ax.plot(decode["step"], decode["time_s"] * 1e3, label="calibrated", color=COMPUTE_COLOR)
+    ax.plot(decode["step"], decode["roofline_time_s"] * 1e3, label="pure roofline (bound)", color=MEMORY_COLOR, ls="--")
+    ax.set(xlabel="output token", ylabel="decode step (ms)", title="time per output token")
+    ax.legend()
+    total.plot(steps["step"], steps["elapsed_s"], color=COMPUTE_COLOR)
+    total.set(xlabel="output token", ylabel="elapsed since the request began (s)", title="end-to-end latency")
+    fig.suptitle(f"{sc.arch.name} on {sc.accelerator.name}, batch {sc.batch}, prompt {int(steps['context'].iloc[1]) if len(steps) > 1 else '?'}; {_dtypes(sc)}", fontsize=9)
+    return _save(fig, path, fmt)

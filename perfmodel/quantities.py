@@ -109,3 +109,11 @@ def _expected(sc: Scenario) -> Expr:
 @quantity("tokens_per_s", "tokens/s", "new tokens per second across the batch (roofline)", needs_gpu=True)
 def _throughput(sc: Scenario) -> Expr:
     return tokens() / step_time(sc.op_times())
+
+
+@quantity("calibrated_time_s", "s", "step time from the calibrated cost model (kernels plus the engine's step overhead)",
+          aliases=("calibrated-time",), needs_gpu=True)
+def _calibrated(sc: Scenario) -> Expr:
+    from perfmodel.request import calibrated_step
+
+    return calibrated_step(sc)

@@ -18,7 +18,7 @@ from perfmodel.evaluate import bindings
 from perfmodel.options import Options
 from perfmodel.roofline import Efficiency, Roof, op_times
 from perfmodel.table import Table, build
-from perfmodel.units import dtype_bytes
+from perfmodel.units import dtype_bytes, weight_element_bytes
 
 if TYPE_CHECKING:
     from hardware.accelerator import Accelerator
@@ -41,6 +41,10 @@ class Scenario:
     weight_dtype: str = "bf16"
     act_dtype: str = "bf16"
     kv_dtype: str = "bf16"
+    #: embedding table and LM head dtype; None: 16-bit under weight-only quantization
+    embed_dtype: str | None = None
+    #: weights per fp16 scale of int4/int8 weights (GPTQ/AWQ g128); None: no group scales
+    weight_group_size: int | None = None
     accelerator: Accelerator | None = None
     #: achievable fractions for the expected time; None keeps only the pure roofline
     efficiency: Efficiency | None = None
@@ -48,6 +52,9 @@ class Scenario:
     def __post_init__(self):
         for name in ("weight_dtype", "act_dtype", "kv_dtype"):
             dtype_bytes(getattr(self, name))  # unknown dtype -> one-line error
+        if self.embed_dtype is not None:
+            dtype_bytes(self.embed_dtype)
+        weight_element_bytes(self.weight_dtype, self.weight_group_size)
         if self.options.training and self.context:
             raise PerfmodelError("context: a training step has no KV cache; leave --context out")
         positions = self.arch.max_position_embeddings
@@ -108,6 +115,8 @@ class Scenario:
             weight_dtype=self.weight_dtype,
             act_dtype=self.act_dtype,
             kv_dtype=self.kv_dtype,
+            embed_dtype=self.embed_dtype,
+            weight_group_size=self.weight_group_size,
             b=self.batch,
             s=self.seq_tokens,
             t=self.context_tokens,

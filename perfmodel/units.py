@@ -38,6 +38,34 @@ def dtype_bytes(name: str) -> Fraction:
         raise UnknownNameError("dtype", name, DTYPES) from None
 
 
+#: bytes of one quantization scale (fp16), stored per group of weights
+SCALE_BYTES = Fraction(2)
+#: dtypes that weight-only quantization stores with per-group scales
+GROUP_QUANTIZED = ("int8", "int4")
+_WIDE = ("fp32", "tf32", "bf16", "fp16")
+
+
+def weight_element_bytes(dtype: str, group_size: int | None = None) -> Fraction:
+    """Bytes per weight element: the dtype plus, for group-quantized int4/int8, one fp16
+    scale per ``group_size`` weights (GPTQ/AWQ ``g128``: 0.5 + 2/128 bytes for int4)."""
+    element = dtype_bytes(dtype)
+    if group_size is None or dtype.lower() not in GROUP_QUANTIZED:
+        return element
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise PerfmodelError(f"weight-group-size: {group_size!r} is not a positive integer")
+    return element + SCALE_BYTES / group_size
+
+
+def embedding_dtype(weight_dtype: str, act_dtype: str) -> str:
+    """What quantized engines keep the embedding table and LM head in: the weight dtype
+    when it is 16/32-bit, else the activation dtype when that is (weight-only
+    quantization: AWQ, GPTQ, TensorRT-LLM FP8 leave both unquantized), else bf16."""
+    for dtype in (weight_dtype.lower(), act_dtype.lower()):
+        if dtype in _WIDE:
+            return dtype
+    return "bf16"
+
+
 def parse_count(text: str | int, what: str = "size", minimum: int = 1) -> int:
     """Parse a token/batch count: a plain integer or a ``k``/``m`` suffix (1k = 1024)."""
     if isinstance(text, int) and not isinstance(text, bool):

@@ -126,6 +126,8 @@ BASES = {
     # SmolLM3Config's pad_token_id defaults to 128004, which must be inside the vocabulary
     "smollm3": dict(hidden_size=32, intermediate_size=24, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=4, vocab_size=64, pad_token_id=0),
     "phi": dict(hidden_size=32, intermediate_size=24, num_attention_heads=4, num_hidden_layers=2, vocab_size=64),
+    # 8-wide heads: rotary_dim set (GPTJConfig's default, 64, is wider than these heads)
+    "gptj": dict(n_embd=32, n_head=4, n_layer=2, n_positions=16, vocab_size=64, rotary_dim=4),
 }
 
 TIE = [{"tie_word_embeddings": v} for v in (True, False)]
@@ -282,6 +284,16 @@ VARIANTS = {
         {"n_embd": ABSENT, "hidden_size": 32},  # attribute_map aliases
         {"n_layer": ABSENT, "num_hidden_layers": 3, "n_head": ABSENT, "num_attention_heads": 2},
         {"n_positions": ABSENT, "max_position_embeddings": 24},
+        {"activation_function": "relu"},
+    ],
+    "gptj": [
+        {"n_inner": 48},
+        {"n_inner": None},
+        {"rotary_dim": 8},  # the whole head
+        {"rotary_dim": ABSENT, "n_embd": 256, "n_head": 2},  # the class default 64 of a 128-wide head
+        *TIE,  # the LM head's bias stays untied
+        {"n_embd": ABSENT, "hidden_size": 32},  # attribute_map aliases
+        {"n_layer": ABSENT, "num_hidden_layers": 3, "n_head": ABSENT, "num_attention_heads": 2},
         {"activation_function": "relu"},
     ],
     "gpt_neox": [

@@ -94,7 +94,8 @@ def toy_expected(phase: str, b: int, s: int, t: int) -> dict[str, dict[str, int]
             matmul_flops=2 * pairs * DH, act_read_bytes=q + act, kv_read_bytes=cache, saved_bytes=q + act
         ),
         # FlashAttention's backward keeps one fp32 log-sum-exp per query row and head
-        "attn.softmax": full(vector_flops=5 * pairs, saved_bytes=b * H * s * 4),
+        # one exponential per visible score
+        "attn.softmax": full(vector_flops=5 * pairs, exps=pairs, saved_bytes=b * H * s * 4),
         "attn.pv": full(
             matmul_flops=2 * pairs * DH, act_read_bytes=act, kv_read_bytes=cache, act_write_bytes=q, saved_bytes=act + q
         ),
@@ -160,7 +161,8 @@ def test_toy_training_step():
     for name, fwd in want.items():
         factor = 3 if name == "attn.qk" else 2
         expected = {f: 2 * v for f, v in fwd.items()}
-        expected.update(matmul_flops=factor * fwd["matmul_flops"], saved_bytes=0, repeat=fwd["repeat"])
+        # FlashAttention's backward recomputes P = exp(S - LSE): each exponential once more
+        expected.update(matmul_flops=factor * fwd["matmul_flops"], saved_bytes=0, repeat=fwd["repeat"], exps=fwd["exps"])
         assert backward[name] == expected, name
     params = V * D + L * (D * H * DH + 2 * D * KV * DH + H * DH * D + 3 * D * FF + 2 * D) + D + V * D
     assert params == 86848

@@ -121,8 +121,12 @@ def attention_core(
         softmax_saved = score_elements * S.B_a * (2 if dropout else 1) + (score_elements if dropout else ZERO)
     else:
         softmax_saved = S.b * heads * S.s * LSE_BYTES
+    # as batched GEMMs: b·heads·s query rows against the keys each query sees
+    query_rows = S.b * heads * S.s
+    keys_per_query = visible_pairs(att, options) / S.s
     qk = site.op(
         "attn.qk",
+        gemm=(query_rows, keys_per_query, qk_dim),
         matmul_flops=2 * pairs * qk_dim,
         act_read_bytes=q_bytes + k_act,
         kv_read_bytes=k_cache,
@@ -134,6 +138,7 @@ def attention_core(
     softmax = site.op(
         "attn.softmax",
         vector_flops=(pairs + sink_logits) * ELEMENTWISE_FLOPS["softmax"],
+        exps=pairs + sink_logits,
         weight_bytes=heads * S.B_w if sinks else ZERO,
         act_read_bytes=scores,
         act_write_bytes=scores,
@@ -142,6 +147,7 @@ def attention_core(
     )
     pv = site.op(
         "attn.pv",
+        gemm=(query_rows, v_dim, keys_per_query),
         matmul_flops=2 * pairs * v_dim,
         act_read_bytes=scores + v_act,
         kv_read_bytes=v_cache,
@@ -225,6 +231,7 @@ def _per_head(site: Site, name: str, n_in: Expr, n_out: Expr) -> Op:
         act_read_bytes=rows * n_in * S.B_a,
         act_write_bytes=rows * n_out * S.B_a,
         saved_bytes=rows * n_in * S.B_a,
+        gemm=(rows, n_out, n_in),
     )
 
 

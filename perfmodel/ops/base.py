@@ -81,6 +81,11 @@ class Op:
     core_attention: bool = False
     #: backward matmul FLOPs per forward matmul FLOP (2: dX and dW; 3 for FlashAttention's QK)
     backward_factor: int = 2
+    #: a matrix product's shape ``(M, N, K)``: ``M`` rows (tokens) times a ``K × N`` weight;
+    #: the cost model's tile and wave quantization reads it (None: not a GEMM)
+    gemm: tuple[Expr, Expr, Expr] | None = None
+    #: exponentials evaluated (softmax): the special-function units' work
+    exps: Expr = ZERO
 
     @property
     def flops(self) -> Expr:
@@ -92,7 +97,8 @@ class Op:
 
     def subs(self, mapping: dict) -> Op:
         """The same op with symbols replaced (fixing a phase, say)."""
-        return replace(self, **{f: sympify(getattr(self, f)).subs(mapping) for f in EXPR_FIELDS})
+        gemm = None if self.gemm is None else tuple(sympify(x).subs(mapping) for x in self.gemm)
+        return replace(self, gemm=gemm, **{f: sympify(getattr(self, f)).subs(mapping) for f in EXPR_FIELDS})
 
 
 EXPR_FIELDS = (
@@ -105,6 +111,7 @@ EXPR_FIELDS = (
     "act_write_bytes",
     "kv_write_bytes",
     "saved_bytes",
+    "exps",
 )
 BYTE_FIELDS = ("weight_bytes", "act_read_bytes", "kv_read_bytes", "act_write_bytes", "kv_write_bytes")
 
@@ -168,6 +175,7 @@ def linear(
         act_read_bytes=rows * n_in * S.B_a,
         act_write_bytes=rows * n_out * S.B_a,
         saved_bytes=rows * n_in * S.B_a if save_input else ZERO,
+        gemm=(rows, n_out, n_in),
     )
     return Block(tuple(tensors), (op,))
 

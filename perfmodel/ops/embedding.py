@@ -22,7 +22,7 @@ def embeddings(arch: Architecture, options: Options) -> Block:
     table = MODEL.tensor("embed.tokens.weight", (S.V, S.d), "embedding", embedding=True)
     lookup = MODEL.op(
         "embed.tokens",
-        weight_bytes=tokens() * S.d * S.B_w,
+        weight_bytes=tokens() * S.d * S.B_e,
         act_write_bytes=tokens() * S.d * S.B_a,
         saved_bytes=ZERO if learned else mask,
     )
@@ -32,7 +32,7 @@ def embeddings(arch: Architecture, options: Options) -> Block:
         add = MODEL.op(
             "embed.positions",
             vector_flops=tokens() * S.d * ELEMENTWISE_FLOPS["add"],
-            weight_bytes=S.s * S.d * S.B_w,
+            weight_bytes=S.s * S.d * S.B_e,
             act_read_bytes=tokens() * S.d * S.B_a,
             act_write_bytes=tokens() * S.d * S.B_a,
             saved_bytes=mask,
@@ -53,10 +53,11 @@ def head(arch: Architecture, options: Options) -> Block:
         "lm_head",
         matmul_flops=2 * rows * S.d * S.V,
         vector_flops=rows * S.V * ELEMENTWISE_FLOPS["add"] if arch.lm_head_bias else ZERO,
-        weight_bytes=(S.V * S.d + (S.V if arch.lm_head_bias else 0)) * S.B_w,
+        weight_bytes=(S.V * S.d + (S.V if arch.lm_head_bias else 0)) * S.B_e,
         act_read_bytes=rows * S.d * S.B_a,
         act_write_bytes=rows * S.V * S.B_a,
         saved_bytes=rows * S.d * S.B_a,
+        gemm=(rows, S.V, S.d),
     )
     block += Block(tensors + bias, (logits,))
     if options.training:

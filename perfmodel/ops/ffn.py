@@ -78,6 +78,7 @@ def _experts_linear(site: Site, name: str, n_in: Expr, n_out: Expr, bias: bool) 
         act_read_bytes=routed * n_in * S.B_a,
         act_write_bytes=routed * n_out * S.B_a,
         saved_bytes=routed * n_in * S.B_a,
+        gemm=(routed, n_out, n_in),
     )
     return Block(tensors, (op,))
 

@@ -1,0 +1,250 @@
+"""The calibrated cost model: each kernel's seconds from named terms whose values are
+data carried by the :class:`~hardware.accelerator.Accelerator` (``cost`` parameters
+with provenance, ``hardware/data/cost-model.json``), never constants in code.
+
+Three kernel kinds, each one sympy expression over the symbols in
+:mod:`perfmodel.symbols` (``perfmodel formula gemm-time`` prints them):
+
+- **GEMM** (``M×K`` activations times a ``K×N`` weight): the matrix rate is the plateau
+  ``e_g·R`` reduced by tile and wave quantization over the SMs (tiles ``T_m×T_n``,
+  ``T_m`` the power of two ≥ M in ``[T_lo, T_hi]``; fewer tiles than SMs are spread
+  by split-K) and by the per-tile ramp ``K/(K + K_h)``; the memory side streams the
+  weights at ``e_w·BW`` (the GEMV regime of small M) and the rest at ``e_m·BW``.
+- **Attention** (QKᵀ, softmax, PV fused as FlashAttention runs them): matrix work at
+  ``e_a·R`` ramped by keys per query ``k/(k + k_h)``, plus the exponentials at the
+  special-function rate ``R_x`` and the other softmax work at the vector rate, of
+  which the fraction ``o_x`` hides under the matrix products (FlashAttention-3's
+  ping-pong schedule overlaps them; FlashAttention-2 does not), against the bytes at
+  ``e_m·BW``. Forward and backward launches are kernels of their own.
+- **Memory-bound** kernels (norms, RoPE, residuals, KV writes, the embedding gather):
+  ``(X + X_h)/(e_m·BW)``, i.e. small transfers run below the plateau bandwidth.
+
+Every kernel adds its fixed time ``t_k`` (measured on kernels timed alone) and, inside
+a step, the engine's gap ``t_g`` between kernels; without CUDA graphs a kernel takes
+at least the host's launch time ``t_l``. Which ops are kernels is an option (:class:`Fusion`): engines
+merge the projections that read one input (QKV, gate/up) into one GEMM and fold
+elementwise ops into their neighbours' prologues and epilogues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import MappingProxyType
+
+from sympy import Expr, Integer, Max, Min, Piecewise, ceiling, log, oo, sympify
+
+from perfmodel import symbols as S
+from perfmodel.errors import PerfmodelError
+from perfmodel.ops.base import Op
+
+# ----------------------------------------------------------------- the three formulas
+
+_T_m = Min(S.T_hi, Max(S.T_lo, 2 ** ceiling(log(S.M_g, 2))))
+_tiles = ceiling(S.M_g / _T_m) * ceiling(S.N_g / S.T_n)
+#: fraction of the SMs' tile slots doing useful work (split-K fills them below one wave)
+WAVE_EFFICIENCY = Piecewise((Integer(1), _tiles < S.n_sm), (_tiles / (ceiling(_tiles / S.n_sm) * S.n_sm), True))
+#: fraction of each tile's rows that hold real data
+ROW_EFFICIENCY = S.M_g / (ceiling(S.M_g / _T_m) * _T_m)
+GEMM_COMPUTE_S = S.F_m / (S.R * S.e_g * WAVE_EFFICIENCY * ROW_EFFICIENCY * S.K_g / (S.K_g + S.K_h)) + S.F_v / S.R_v
+GEMM_MEMORY_S = S.X_w / (S.BW * S.e_w) + (S.X_o + S.X_h) / (S.BW * S.e_m)
+GEMM_TIME_S = Max(GEMM_COMPUTE_S, GEMM_MEMORY_S) + S.t_k
+
+_matrix_s = S.F_m / (S.R * S.e_a * S.N_g / (S.N_g + S.k_h))
+_softmax_s = S.N_x / S.R_x + S.F_v / S.R_v
+ATTENTION_COMPUTE_S = _matrix_s + _softmax_s - S.o_x * Min(_matrix_s, _softmax_s)
+ATTENTION_MEMORY_S = (S.X_o + S.X_h) / (S.BW * S.e_m)
+ATTENTION_TIME_S = Max(ATTENTION_COMPUTE_S, ATTENTION_MEMORY_S) + S.t_k
+
+STREAM_TIME_S = Max(S.F_v / S.R_v, (S.X_w + S.X_o + S.X_h) / (S.BW * S.e_m))
+
+FORMULAS = {"gemm-time": GEMM_TIME_S, "attention-time": ATTENTION_TIME_S, "stream-time": STREAM_TIME_S}
+
+#: the fitted (or defaulted) terms, in the order compiled step functions take them
+PARAMETERS = (S.e_g, S.K_h, S.e_w, S.e_m, S.X_h, S.e_a, S.k_h, S.o_x, S.t_k, S.t_g, S.t_l)
+
+
+@dataclass(frozen=True)
+class CostParams:
+    """One accelerator's cost-model terms (see the module docstring); ``sources`` says
+    where each came from (a fit, a datasheet, a default and its reason)."""
+
+    gemm_efficiency: Mapping[str, float]
+    gemm_k_half: float
+    weight_stream_efficiency: float
+    stream_efficiency: float
+    stream_bytes_half: float
+    attention_efficiency: float
+    attention_k_half: float
+    softmax_overlap: float
+    kernel_s: float
+    #: between kernels of a step (a GEMM timed alone in a loop hides it)
+    gap_s: float
+    launch_s: float
+    #: per decode/prefill step: engine work outside the kernels (scheduling, sampling)
+    step_s: float
+    #: the same without CUDA graphs (host-side Python per step)
+    eager_step_s: float
+    #: exponentials per clock per SM of the special-function units, and the clock (Hz)
+    exp_per_clock_per_sm: int | None = None
+    clock_hz: float | None = None
+    tile_n: int = 128
+    tile_m_min: int = 16
+    tile_m_max: int = 128
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "gemm_efficiency", MappingProxyType(dict(self.gemm_efficiency)))
+        object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
+        if not 0 <= self.softmax_overlap <= 1:
+            raise PerfmodelError(f"cost model: softmax_overlap must be in [0, 1], got {self.softmax_overlap}")
+        fractions = {"weight_stream_efficiency": self.weight_stream_efficiency, "stream_efficiency": self.stream_efficiency,
+                     "attention_efficiency": self.attention_efficiency,
+                     **{f"gemm_efficiency[{k}]": v for k, v in self.gemm_efficiency.items()}}
+        for name, v in fractions.items():
+            if not 0 < v <= 1:
+                raise PerfmodelError(f"cost model: {name} must be in (0, 1], got {v}")
+        for name in ("gemm_k_half", "stream_bytes_half", "attention_k_half", "kernel_s", "gap_s", "launch_s", "step_s", "eager_step_s"):
+            if not getattr(self, name) >= 0:
+                raise PerfmodelError(f"cost model: {name} must be non-negative, got {getattr(self, name)}")
+
+    def gemm_fraction(self, dtype: str) -> float:
+        """The GEMM plateau for ``dtype``: its own fit, else the 16-bit one."""
+        for key in (dtype, "bf16", "fp16"):
+            if key in self.gemm_efficiency:
+                return self.gemm_efficiency[key]
+        raise PerfmodelError(f"cost model: no GEMM efficiency for {dtype}")
+
+    def vector(self, dtype: str) -> tuple[float, ...]:
+        """The values of :data:`PARAMETERS` for GEMMs in ``dtype``."""
+        return (self.gemm_fraction(dtype), self.gemm_k_half, self.weight_stream_efficiency, self.stream_efficiency,
+                self.stream_bytes_half, self.attention_efficiency, self.attention_k_half, self.softmax_overlap,
+                self.kernel_s, self.gap_s, self.launch_s)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """Which ops run as their own kernel: ``merge_projections`` puts consecutive GEMMs
+    that read the same input (QKV, gate/up) into one; ``fold_elementwise`` runs norms,
+    activations, RoPE and residuals inside neighbouring kernels (no kernel cost of
+    their own; their bytes still count); ``cuda_graphs`` replays the step without
+    host launches."""
+
+    merge_projections: bool = True
+    fold_elementwise: bool = True
+    cuda_graphs: bool = True
+
+
+# ----------------------------------------------------------------- ops -> kernels
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One launch: its kind, the formula's inputs as expressions, and how many layers run it."""
+
+    kind: str  # gemm | attention | stream
+    name: str
+    inputs: Mapping
+    repeat: Expr
+
+
+def _other_bytes(op: Op) -> Expr:
+    return op.act_read_bytes + op.kv_read_bytes + op.act_write_bytes + op.kv_write_bytes
+
+
+def kernels(ops, fusion: Fusion = Fusion()) -> list[Kernel]:
+    """The forward ops of a table grouped into kernels."""
+    out: list[Kernel] = []
+    pending_attention: list[Op] = []
+
+    def flush_attention():
+        if pending_attention:
+            qk = next(op for op in pending_attention if op.gemm is not None)
+            inputs = {S.F_m: sum((o.matmul_flops for o in pending_attention), Integer(0)),
+                      S.F_v: sum((o.vector_flops for o in pending_attention), Integer(0)),
+                      S.N_x: sum((o.exps for o in pending_attention), Integer(0)),
+                      S.X_o: sum((_other_bytes(o) + o.weight_bytes for o in pending_attention), Integer(0)),
+                      S.N_g: qk.gemm[1]}
+            out.append(Kernel("attention", f"attn.core.{qk.pass_}", inputs, qk.repeat))
+            pending_attention.clear()
+
+    for op in ops:
+        if op.core_attention:
+            if pending_attention and pending_attention[-1].pass_ != op.pass_:
+                flush_attention()
+            pending_attention.append(op)
+            continue
+        flush_attention()
+        if op.gemm is not None:
+            m, n, k = op.gemm
+            inputs = {S.M_g: m, S.N_g: n, S.K_g: k, S.F_m: op.matmul_flops, S.F_v: op.vector_flops,
+                      S.X_w: op.weight_bytes, S.X_o: _other_bytes(op)}
+            last = out[-1] if out else None
+            if (fusion.merge_projections and last is not None and last.kind == "gemm" and last.repeat == op.repeat
+                    and last.inputs[S.M_g] == m and last.inputs[S.K_g] == k and last.inputs["group"] == op.group):
+                merged = {key: last.inputs[key] + inputs[key] for key in (S.N_g, S.F_m, S.F_v, S.X_w, S.X_o)}
+                # the shared input is read once
+                merged[S.X_o] -= op.act_read_bytes
+                out[-1] = Kernel("gemm", f"{last.name}+{op.name}", {**last.inputs, **merged}, op.repeat)
+                continue
+            out.append(Kernel("gemm", op.name, {**inputs, "group": op.group}, op.repeat))
+        else:
+            inputs = {S.F_v: op.vector_flops, S.X_w: op.weight_bytes, S.X_o: _other_bytes(op)}
+            out.append(Kernel("stream", op.name, inputs, op.repeat))
+    flush_attention()
+    return out
+
+
+def kernel_time(kernel: Kernel, fusion: Fusion = Fusion()) -> Expr:
+    """One kernel's seconds (one layer), the formula of its kind with its inputs put in."""
+    formula = {"gemm": GEMM_TIME_S, "attention": ATTENTION_TIME_S, "stream": STREAM_TIME_S}[kernel.kind]
+    is_kernel = kernel.kind != "stream" or not fusion.fold_elementwise
+    if kernel.kind == "stream" and is_kernel:
+        formula = formula + S.t_k
+    if is_kernel:
+        formula = formula + S.t_g
+    time = formula.xreplace({k: sympify(v) for k, v in kernel.inputs.items() if k != "group"})
+    defaults = {S.X_w: 0, S.X_o: 0, S.F_v: 0, S.F_m: 0, S.N_x: 0}
+    time = time.xreplace({k: Integer(v) for k, v in defaults.items() if k in time.free_symbols})
+    if is_kernel and not fusion.cuda_graphs:
+        time = Max(time, S.t_l)
+    return time
+
+
+def step_time(ops, fusion: Fusion = Fusion()) -> Expr:
+    """Seconds of one step's kernels (forward ops), each times the layers that run it."""
+    return sum((kernel_time(k, fusion) * k.repeat for k in kernels(ops, fusion)), Integer(0))
+
+
+def kernel_count(ops, fusion: Fusion = Fusion()) -> Expr:
+    """Kernel launches per step: GEMMs and attention, plus elementwise ops unless folded."""
+    return sum((k.repeat for k in kernels(ops, fusion) if k.kind != "stream" or not fusion.fold_elementwise), Integer(0))
+
+
+def accelerator_terms(acc, params: CostParams, dtype: str) -> dict:
+    """The constants the formulas take from the accelerator: rates, bandwidth, SMs, tiles."""
+    if acc.sm_count is None:
+        raise PerfmodelError(f"accelerator {acc.name!r}: the cost model needs sm_count")
+    vector = acc.vector_peak or acc.peak(dtype)
+    # without a published special-function rate, exponentials are priced only as the
+    # softmax's vector work
+    exp_rate = (acc.sm_count * params.exp_per_clock_per_sm * params.clock_hz
+                if params.exp_per_clock_per_sm and params.clock_hz else oo)
+    return {S.R: acc.peak(dtype), S.R_v: vector, S.R_x: exp_rate, S.BW: acc.memory_bandwidth_bytes_per_s,
+            S.n_sm: acc.sm_count, S.T_n: params.tile_n, S.T_lo: params.tile_m_min, S.T_hi: params.tile_m_max}
+
+
+@lru_cache(maxsize=256)
+def _compiled(expr: Expr, args: tuple):
+    from sympy import lambdify
+
+    return lambdify(args, expr, modules="numpy")
+
+
+def compile_step(expr: Expr, fixed: Mapping, free: tuple) -> callable:
+    """A numpy function of ``free + PARAMETERS`` for a step-time expression."""
+    from perfmodel.evaluate import partial
+
+    args = tuple(free) + PARAMETERS
+    return _compiled(partial(expr, {k: v for k, v in fixed.items()}, free=args), args)

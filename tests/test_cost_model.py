@@ -1,0 +1,136 @@
+"""The cost model's terms against independent figures: hand derivations of tile and
+wave quantization, datasheet rates (the FlashAttention-3 paper's exponential rate),
+published GEMM measurements, and the composition of a request from its steps."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from sympy import Integer
+
+from hardware.catalog import get_accelerator
+from hardware import gemm_fit
+from perfmodel import load_model
+from perfmodel import symbols as S
+from perfmodel.cost import (
+    ROW_EFFICIENCY,
+    STREAM_TIME_S,
+    WAVE_EFFICIENCY,
+    Fusion,
+    accelerator_terms,
+    kernel_count,
+)
+from perfmodel.evaluate import value
+from perfmodel.options import Options
+from perfmodel.request import request, timer, gemm_dtype
+from perfmodel.scenario import Scenario
+
+TILES = {S.T_n: Integer(128), S.T_lo: Integer(16), S.T_hi: Integer(128), S.n_sm: Integer(132)}
+
+
+def test_wave_quantization_by_hand():
+    # 4096 x 4096 output in 128 x 128 tiles: 32 * 32 = 1024 tiles on 132 SMs need
+    # ceil(1024 / 132) = 8 waves = 1056 slots, of which 1024 do work.
+    q = WAVE_EFFICIENCY.xreplace({**TILES, S.M_g: Integer(4096), S.N_g: Integer(4096)})
+    assert q == Fraction(1024, 1056)
+    # 132 * 128 columns at M = 128: exactly one full wave
+    assert WAVE_EFFICIENCY.xreplace({**TILES, S.M_g: Integer(128), S.N_g: Integer(132 * 128)}) == 1
+    # 8 tiles (M = 128, N = 1024) cannot fill 132 SMs: split-K spreads the reduction, no wave loss
+    assert WAVE_EFFICIENCY.xreplace({**TILES, S.M_g: Integer(128), S.N_g: Integer(1024)}) == 1
+
+
+def test_tile_rows_by_hand():
+    # M = 1 runs in the smallest tile (16 rows): 1/16 of each tile's rows hold data;
+    # M = 48 in a 64-row tile: 3/4; M = 300 in 128-row tiles: 300 / 384.
+    assert ROW_EFFICIENCY.xreplace({**TILES, S.M_g: Integer(1)}) == Fraction(1, 16)
+    assert ROW_EFFICIENCY.xreplace({**TILES, S.M_g: Integer(48)}) == Fraction(3, 4)
+    assert ROW_EFFICIENCY.xreplace({**TILES, S.M_g: Integer(300)}) == Fraction(300, 384)
+
+
+def test_exponential_rate_matches_the_fa3_paper():
+    # FA3 paper (Shah et al. 2024, §3.1): the H100 SXM5 has "989 TFLOPS of FP16 matmul but
+    # only 3.9 TFLOPS of special functions": 132 SMs x 16 exp/clock x 1.83 GHz.
+    acc = get_accelerator("h100-sxm")
+    rate = float(accelerator_terms(acc, acc.cost, "bf16")[S.R_x])
+    assert rate == pytest.approx(3.9e12, rel=0.01)
+
+
+def test_small_transfers_run_below_the_plateau_bandwidth():
+    # (X + X_h) / (e_m BW): at X = X_h a stream reaches half its plateau bandwidth.
+    x_h, bw, e = 350_000, 3.35e12, 0.9
+    t = STREAM_TIME_S.xreplace({S.F_v: 0, S.X_w: 0, S.X_o: x_h, S.X_h: x_h, S.BW: bw, S.e_m: e, S.R_v: 1})
+    assert float(t) == pytest.approx(2 * x_h / (e * bw))
+
+
+def test_gemm_model_against_published_large_gemms():
+    """Published H100 SXM dense GEMMs (DeepGEMM, cuBLASLt, XLA sm_90 table, gemm-measurements.csv)
+    at M >= 1024: the stored model's time within 25% for 80% of them (its fit reports
+    the median; this guards the stored terms)."""
+    acc = get_accelerator("h100-sxm")
+    rows = gemm_fit.rows()
+    rows = rows[(rows["accelerator"] == "h100-sxm") & (rows["dtype"] == "bf16") & (rows["M"] >= 1024) & (rows["K"] >= 1024)]
+    err = gemm_fit.predict(rows, acc, acc.cost) / rows["measured_s"].to_numpy() - 1
+    assert len(rows) > 100
+    assert np.quantile(np.abs(err), 0.8) < 0.25
+
+
+def test_gemv_weight_stream_against_deepgemm():
+    """DeepGEMM/cuBLASLt M = 1 bf16 GEMMs on H100 SXM (gemm-measurements.csv, GB/s of
+    operand bytes): the model's time for the largest (>= 64 MB of weights, where the
+    ramp no longer matters) within 15%."""
+    acc = get_accelerator("h100-sxm")
+    rows = gemm_fit.rows()
+    rows = rows[(rows["accelerator"] == "h100-sxm") & (rows["M"] == 1) & (rows["weight_bytes"] >= 64e6)]
+    err = gemm_fit.predict(rows, acc, acc.cost) / rows["measured_s"].to_numpy() - 1
+    assert len(rows) >= 4
+    assert np.median(np.abs(err)) < 0.15
+
+
+def toy():
+    return load_model("llama-2-7b", {"num_hidden_layers": 2, "vocab_size": 1000})
+
+
+def test_kernel_count_by_hand():
+    # A Llama layer with merged projections: QKV, attention, o_proj, gate+up, down = 5
+    # kernels; plus the LM head: 5 L + 1. Unmerged and unfolded: every op of the layer
+    # (2 norms, q, k, v, rope, cache write, attention, o, 2 residuals, gate, up, act,
+    # down = 15) plus embedding, final norm and LM head.
+    sc = Scenario(toy(), Options(phase="decode"), batch=1, context=8)
+    ops = [op for op in sc.table.ops if op.pass_ == "fwd"]
+    assert value(kernel_count(ops, Fusion()), sc.values) == 5 * 2 + 1
+    assert value(kernel_count(ops, Fusion(merge_projections=False, fold_elementwise=False)), sc.values) == 15 * 2 + 3
+
+
+def test_request_is_prefill_plus_each_decode_step():
+    """request() = the prefill step + one decode step per further token, summed by hand
+    here from single-step timers at each context."""
+    acc = get_accelerator("a100")
+    prompt, output, batch = 20, 6, 3
+    sc = Scenario(toy(), Options(phase="decode"), batch=batch, accelerator=acc)
+    got = request(sc, prompt, output)
+    fusion, dtype = Fusion(), gemm_dtype(sc)
+    pre = timer(sc.but(seq=prompt, context=0, phase="prefill"), fusion, acc.cost)
+    ttft = float(pre.calibrated(batch, prompt, 0, acc.cost, dtype, fusion))
+    steps = []
+    for i in range(1, output):
+        step = sc.but(seq=1, context=prompt + i - 1, phase="decode")
+        steps.append(float(timer(step, fusion, acc.cost).calibrated(batch, 1, prompt + i - 1, acc.cost, dtype, fusion)))
+    assert got["ttft_s"] == pytest.approx(ttft, rel=1e-12)
+    assert got["e2e_latency_s"] == pytest.approx(ttft + sum(steps), rel=1e-12)
+    assert got["tpot_s"] == pytest.approx(sum(steps) / (output - 1), rel=1e-12)
+    assert got["output_tokens_per_s"] == pytest.approx(batch * output / (ttft + sum(steps)), rel=1e-12)
+    # the roofline bound is never slower than the calibrated prediction
+    assert got["roofline_e2e_latency_s"] < got["e2e_latency_s"]
+
+
+def test_group_scales_and_16_bit_embeddings():
+    """int4 weights with one fp16 scale per 128 (GPTQ/AWQ g128) take 0.5 + 2/128 bytes;
+    the embedding table and LM head stay fp16. Llama-2-7B: 6,738,415,616 parameters
+    (transformers), of which 2 x 32000 x 4096 are the untied embedding and head."""
+    sc = Scenario(load_model("llama-2-7b"), Options(phase="decode"), batch=1, context=0, seq=1, weight_dtype="int4",
+                  act_dtype="fp16", weight_group_size=128)
+    from perfmodel.memory import memory
+
+    embed = 2 * 32000 * 4096
+    want = Fraction(6_738_415_616 - embed) * (Fraction(1, 2) + Fraction(2, 128)) + embed * 2
+    assert value(memory(sc.table)["weights_bytes"], sc.values) == want
