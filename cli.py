@@ -42,7 +42,7 @@ CAPTURE = ContextVar("perfmodel_capture", default=False)
 #: --output extension -> the format written when --format is not given
 FORMAT_OF_SUFFIX = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown", ".tex": "latex", ".txt": "table"}
 #: parameters naming files a command reads; --output and --plot must not overwrite them
-INPUT_PARAMS = ("model", "models", "gpu", "measured", "fit_path", "input_file")
+INPUT_PARAMS = {"model": "--model", "models": "--model", "gpu": "--gpu", "measured": "--measured", "fit_path": "--fit", "input_file": "--input"}
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
@@ -103,7 +103,7 @@ def check_files(params: dict, flag: str = "--output") -> None:
         check_writable(target, option)
         for name, path in inputs:
             if _same_file(path, target):
-                raise PerfmodelError(f"{option} {str(target)!r} is the --{name.replace('_path', '')} file; choose another name")
+                raise PerfmodelError(f"{option} {str(target)!r} is the {INPUT_PARAMS[name]} file; choose another name")
     if output is not None and plot is not None and _same_file(output, plot):
         raise PerfmodelError(f"--plot {str(plot)!r} is the {flag} file; choose another name")
 

@@ -104,17 +104,18 @@ def _depth(value, origin: str, level: int = 0) -> None:
             _depth(child, origin, level + 1)
 
 
+def strict_hooks(origin: str) -> dict:
+    """``json.loads`` keyword arguments that refuse duplicate keys, NaN/Infinity and
+    out-of-range numbers, each error naming ``origin``."""
+    return dict(object_pairs_hook=_unique(origin), parse_constant=_constant(origin), parse_int=_int(origin),
+                parse_float=_float(origin))
+
+
 def parse_json(text: str, origin: str) -> object:
     """``text`` as JSON, strictly: duplicate keys, NaN/Infinity, out-of-range numbers and
     nesting beyond :data:`MAX_DEPTH` are one-line errors naming ``origin``."""
     try:
-        data = json.loads(
-            text,
-            object_pairs_hook=_unique(origin),
-            parse_constant=_constant(origin),
-            parse_int=_int(origin),
-            parse_float=_float(origin),
-        )
+        data = json.loads(text, **strict_hooks(origin))
     except json.JSONDecodeError as exc:
         raise PerfmodelError(f"{origin}:{exc.lineno}: malformed JSON: {exc.msg} (column {exc.colno})") from None
     except RecursionError:
