@@ -521,7 +521,9 @@ def compare(models, sets, gpu, plot, plot_column, **kw):
     if plot:
         from perfmodel.plots import bar_chart
 
-        bar_chart(frame, plot_column, plot, label_column="model")
+        title = (f"on {acc.name}: batch {kw['batch']}, context {kw['context']}; weights {kw['weight_dtype']}, "
+                 f"activations {kw['act_dtype']}, KV {kw['kv_dtype']}")
+        bar_chart(frame, plot_column, plot, label_column="model", title=title)
     return frame
 
 

@@ -318,7 +318,7 @@ def _log_span(values, ratio: float) -> bool:
     return bool(len(numbers)) and numbers.notna().all() and numbers.min() > 0 and numbers.max() / numbers.min() >= ratio
 
 
-def bar_chart(frame, column: str, path, label_column: str = "model"):
+def bar_chart(frame, column: str, path, label_column: str = "model", title: str | None = None):
     """One bar per row of ``frame``: ``column`` against ``label_column``, each bar
     labelled with its value; log scale when the values span more than 1000×."""
     import pandas as pd
@@ -333,6 +333,12 @@ def bar_chart(frame, column: str, path, label_column: str = "model"):
     ax = fig.add_subplot()
     heights = values.fillna(0).to_numpy()
     bars = ax.bar(range(len(labels)), heights, color="tab:blue", alpha=0.8)
+    if "fits" in frame:  # a model that does not fit: grey, hatched, said in the legend
+        misfits = [bar for bar, ok in zip(bars, frame["fits"].astype(bool)) if not ok]
+        for bar in misfits:
+            bar.set(facecolor="0.7", hatch="//", edgecolor="0.4")
+        if misfits:
+            ax.legend([misfits[0]], ["does not fit in memory"], fontsize=8, loc="upper right")
     if _log_span(values.dropna(), 1000):
         ax.set_yscale("log")
     else:
@@ -342,7 +348,9 @@ def bar_chart(frame, column: str, path, label_column: str = "model"):
     ax.set_xticks(range(len(labels)), labels, rotation=30 if crowded else 0, ha="right" if crowded else "center")
     ax.set_xlabel(label_column)
     ax.set_ylabel(axis_label(column))
-    ax.set_title(f"{axis_label(column)} by {label_column}", fontsize=10)
+    heading = f"{axis_label(column)} by {label_column}"
+    width = fig.get_size_inches()[0]
+    ax.set_title(heading if title is None else f"{textwrap.fill(title, int(width * 11))}\n{heading}", fontsize=10)
     ax.grid(True, axis="y", lw=0.4, alpha=0.5)
     return _save(fig, path, fmt)
 

@@ -33,6 +33,7 @@ TIME_COMMANDS = {
     "roofline-layer": lambda b, t: ["roofline", "--model", "llama-3-8b", "--gpu", "h100", "--by", "layer", "--batch", b, "--context", t],
     "formula-time": lambda b, t: ["formula", "time", "--model", "llama-3-8b", "--gpu", "h100", "--batch", b, "--context", t],
     "sweep": lambda b, t: ["sweep", "--model", "llama-3-8b", "--gpu", "h100", "--batch", f"1,{b}", "--context", t],
+    "request": lambda b, t: ["request", "--model", "llama-3-8b", "--gpu", "h100", "--batch", b, "--prompt", str(int(t) + 1), "--output", "4"],
     "attention": lambda b, t: ["attention", "--gpu", "h100", "--heads", "32", "--kv-heads", "8", "--seq-q", "1", "--seq-kv", str(int(t) + 1), "--batch", b],
 }
 
