@@ -128,14 +128,41 @@ def _percent(value) -> str:
     return f"{value * 100:.3g}%" if abs(value) < 10 else f"{value * 100:,.0f}%"
 
 
+_SECOND_UNITS = [(1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"), (1e-12, "ps")]
+
+
+def _seconds_unit(column: pd.Series):
+    """(cell formatter, unit) putting a float column of seconds in one unit, that of
+    its largest value; None for columns that are not floats or need no prefix."""
+    if not pd.api.types.is_float_dtype(column):
+        return None
+    finite = column[column.notna() & (column.abs() != float("inf")) & (column != 0)].abs()
+    if finite.empty or finite.max() >= 1:
+        return None
+    scale, unit = next(((f, u) for f, u in _SECOND_UNITS if finite.max() >= f * 0.99995), _SECOND_UNITS[-1])
+
+    def cell(value) -> str:
+        value = _plain(value)
+        if not isinstance(value, float) or not math.isfinite(value):
+            return _cell(value)
+        return f"{value / scale:.4g}"
+
+    return cell, unit
+
+
 def _table(frame: pd.DataFrame) -> str:
     """An aligned plain-text table, numbers right-aligned. One row prints as
     ``key  value`` lines; a few rows too wide for a terminal print transposed, one
     column per row headed by its first cell (e.g. one column per model). Fraction
     columns (:data:`FRACTION_COLUMNS`) print as percentages."""
     cells = [_percent if FRACTION_COLUMNS.search(str(c)) else _cell for c in frame.columns]
-    text = [[f(v) for f, v in zip(cells, row)] for row in frame.itertuples(index=False, name=None)]
     columns = [str(c) for c in frame.columns]
+    if len(frame) > 1:  # one unit per seconds column: every cell in the largest value's unit
+        for i, c in enumerate(frame.columns):
+            unit = _seconds_unit(frame[c]) if str(c).endswith("_s") else None
+            if unit is not None:
+                cells[i], columns[i] = unit[0], f"{c} ({unit[1]})"
+    text = [[f(v) for f, v in zip(cells, row)] for row in frame.itertuples(index=False, name=None)]
     numeric = _numeric(frame)
     if len(text) == 1 and len(columns) > 6:
         width = max(map(len, columns))

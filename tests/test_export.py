@@ -190,9 +190,18 @@ def test_cell_text(value, text):
 def test_terminal_table_is_aligned():
     frame = pd.DataFrame({"op": ["a", "longer"], "flops": [12345, 7], "time_s": [2.5e-7, 0.5]})
     lines = render(frame, "table").splitlines()
-    assert lines[0].split() == ["op", "flops", "time_s"] and set(lines[1]) <= {"-", " "}
-    assert lines[2:] == ["a       12,345   250 n", "longer       7     0.5"]
+    assert lines[0].split() == ["op", "flops", "time_s", "(ms)"] and set(lines[1]) <= {"-", " "}
+    assert lines[2:] == ["a       12,345      0.00025", "longer       7          500"]  # one unit: the largest value's
     assert len({len(line) for line in lines}) == 1  # numbers right-aligned to one edge
+
+
+def test_one_unit_per_seconds_column():
+    """A column of seconds is shown in one unit, named in its header (issue 11): 250 ns
+    and 320.7 µs are 0.25 and 320.7 µs."""
+    frame = pd.DataFrame({"op": ["a", "b"], "time_s": [2.5e-7, 3.207e-4]})
+    lines = render(frame, "table").splitlines()
+    assert lines[0].split() == ["op", "time_s", "(µs)"]
+    assert [line.split()[1] for line in lines[2:]] == ["0.25", "320.7"]
 
 
 def test_wide_table_prints_one_column_per_row():
