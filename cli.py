@@ -156,7 +156,11 @@ def dtype_options(fn):
     return fn
 
 
+SOURCE_HELP = f"encoder-decoder models (T5, BART): source tokens the encoder reads ({SIZE_HELP}; default 512, or the learned positions)"
+
+
 def step_options(fn):
+    fn = click.option("--source-len", type=Count(), help=SOURCE_HELP)(fn)
     fn = click.option("--context", type=Count(0), help=f"cached tokens per sequence before this step ({SIZE_HELP}; default 2048 for decode, 0 otherwise)")(fn)
     fn = click.option("--seq", type=Count(), help=f"new tokens per sequence ({SIZE_HELP}; default 2048 for prefill/train, 1 for decode)")(fn)
     fn = click.option("--batch", type=Count(), default=1, show_default=True, help=f"sequences ({SIZE_HELP})")(fn)
@@ -183,7 +187,7 @@ def gpu_option(required: bool):
     return decorate
 
 
-def scenario(arch, phase, *, batch=1, seq=None, context=None, gpu=None, compute_efficiency=None, bandwidth_efficiency=None, weight_dtype="bf16", act_dtype="bf16", kv_dtype="bf16", **options):
+def scenario(arch, phase, *, batch=1, seq=None, context=None, source_len=None, gpu=None, compute_efficiency=None, bandwidth_efficiency=None, weight_dtype="bf16", act_dtype="bf16", kv_dtype="bf16", **options):
     """The library Scenario for these command-line choices."""
     from perfmodel.options import Options
     from perfmodel.roofline import Efficiency
@@ -210,6 +214,7 @@ def scenario(arch, phase, *, batch=1, seq=None, context=None, gpu=None, compute_
         kv_dtype=kv_dtype,
         accelerator=accelerator,
         efficiency=efficiency,
+        source=source_len,
     )
 
 
@@ -312,12 +317,16 @@ def shapes(arch):
 @click.option("--batch", type=Count(), default=1, show_default=True, help="sequences")
 @click.option("--kv-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
 @click.option("--mla", type=click.Choice(["absorbed", "naive"]), default="absorbed", show_default=True, help="MLA cache: latent + RoPE key, or expanded K/V")
+@click.option("--source-len", type=Count(), help=SOURCE_HELP)
 @output_options
-def kv_cache(arch, context, batch, kv_dtype, mla):
-    """KV-cache bytes per token and for a batch at a context length."""
+def kv_cache(arch, context, batch, kv_dtype, mla, source_len):
+    """KV-cache bytes per token and for a batch at a context length.
+
+    Encoder-decoder models also report the self-attention cache (grows with the
+    target, --context) and the cross-attention cache (fixed by --source-len) apart."""
     from perfmodel.api import kv_cache as kv
 
-    frame = kv(scenario(arch, "prefill", batch=batch, seq=context, context=0, kv_dtype=kv_dtype, mla=mla))
+    frame = kv(scenario(arch, "prefill", batch=batch, seq=context, context=0, source_len=source_len, kv_dtype=kv_dtype, mla=mla))
     # here --context is the tokens held: the cache a prefill of that many builds
     return frame.drop(columns=["phase", "seq"]).assign(context=frame["tokens_cached"])
 
@@ -343,6 +352,7 @@ def flops(arch, phase, by, **kw):
 @click.option("--batch", type=Count(), default=1, show_default=True, help=f"sequences ({SIZE_HELP})")
 @click.option("--context", type=Count(), help=f"infer: tokens held per sequence ({SIZE_HELP}; default 2048, or the learned positions)")
 @click.option("--seq", type=Count(), help="infer: prefill chunk whose working set is counted (default: the whole context); train: tokens per sequence (default 2048)")
+@click.option("--source-len", type=Count(), help=SOURCE_HELP)
 @dtype_options
 @impl_options
 @gpu_option(required=False)
@@ -453,11 +463,12 @@ def attention(gpu, compute_efficiency, bandwidth_efficiency, kv_heads, seq_kv, a
         warn(f"this call moves {frame['bytes'].iloc[0] / 2**30:.4g} GiB but {acc.name} has {acc.memory_bytes / 2**30:.4g} GiB: "
              "its tensors do not fit (the time is what it would take if they did)")
     if kernel:
+        from hardware.attention_fit import load_fit
+        from hardware.attention_scoring import call_of
         from perfmodel.efficiency import calibrated
-        from perfmodel.validation import call_of
 
         row = frame.iloc[0].to_dict() | {"impl": attention_impl, "causal_count": kw["causal_count"], "window": kw["window"]}
-        for column, value in calibrated(call_of(row), get_accelerator(gpu), kernel).items():
+        for column, value in calibrated(call_of(row), get_accelerator(gpu), kernel, load_fit()).items():
             frame[column] = [value]
     return frame
 
@@ -492,6 +503,7 @@ def formula(quantity, arch, phase, as_latex, **kw):
 @click.option("--context", type=Count(), default=2048, show_default=True, help=f"tokens held per sequence ({SIZE_HELP})")
 @click.option("--batch", type=Count(), default=1, show_default=True, help="decode batch (sequences)")
 @click.option("--prompt", type=Count(), help="prompt tokens for the prefill time (default: --context)")
+@click.option("--source-len", type=Count(), help=f"encoder-decoder models only: source tokens the encoder reads ({SIZE_HELP}; default: the prompt, which they read as their source)")
 @dtype_options
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw a bar chart of --plot-column (PNG/SVG/PDF by extension)")
 @click.option("--plot-column", default="decode_tokens_per_s", show_default=True, help="the column the bar chart shows")
@@ -535,6 +547,7 @@ def compare(models, sets, gpu, plot, plot_column, **kw):
 @click.option("--batch", "batch", default="1", show_default=True, metavar="GRID", help="batch sizes")
 @click.option("--context", "context", metavar="GRID", help="cached tokens (default: the phase's)")
 @click.option("--seq", "seq", metavar="GRID", help="new tokens per sequence (default: the phase's)")
+@click.option("--source-len", type=Count(), help=SOURCE_HELP)
 @dtype_options
 @impl_options
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw the sweep (PNG/SVG/PDF by extension)")
@@ -682,7 +695,7 @@ def validate_attention(device, grid, gpu, threads, published, measured, by, out_
     frame = report(device=device, grid=grid, gpu=gpu, threads=threads, published=published, measured=measured,
                    by=by, out_of_sample=out_of_sample, fit_path=fit_path, refit=refit, plot=plot, progress=True)
     if by == "row" and "error" in frame:
-        from perfmodel.validation import summarize
+        from hardware.attention_scoring import summarize
 
         frame.attrs["summary"] = summarize(frame)  # the terminal view prints it first
         viewed(frame, "study", "gpu", "kernel", "pass", "head_dim", "seq_q", "seq_kv", "causal", "measured_s",

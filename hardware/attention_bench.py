@@ -311,9 +311,9 @@ def _flash_impl(torch) -> str | None:
 
 def score(frame: pd.DataFrame, accelerators: dict, fit=None) -> pd.DataFrame:
     """Measured rows plus the model: pure roofline, catalog and calibrated predictions
-    and their errors (:mod:`perfmodel.validation`), keyed by the ``accelerator`` column."""
-    from perfmodel.efficiency import load_fit
-    from perfmodel.validation import calibrate, predict_rows, public
+    and their errors (:mod:`hardware.attention_scoring`), keyed by the ``accelerator`` column."""
+    from hardware.attention_fit import load_fit
+    from hardware.attention_scoring import calibrate, predict_rows, public
 
     predicted = predict_rows(frame, accelerators)
     return public(calibrate(predicted, fit if fit is not None else load_fit(), accelerators))
@@ -422,9 +422,9 @@ def report(*, device: str | None = None, grid: str | None = None, gpu: str | Non
     rows (``published``) or a stored CSV re-scored (``measured``); one row per call, or
     a summary per ``by`` keys (comma-separated)."""
     from hardware.catalog import get_accelerator
-    from perfmodel.efficiency import load_fit
-    from perfmodel.validation import plot as draw
-    from perfmodel.validation import public, summarize
+    from hardware.attention_fit import load_fit, save
+    from hardware.attention_scoring import plot as draw
+    from hardware.attention_scoring import public, summarize
 
     if published and measured:
         raise PerfmodelError("--published and --measured: choose one")
@@ -442,7 +442,7 @@ def report(*, device: str | None = None, grid: str | None = None, gpu: str | Non
         frame = data.predicted()
         fit = data.train(frame) if refit else load_fit(fit_path)
         if refit:
-            fit.save(refit)
+            save(fit, refit)
         rows = data.scored(fit, out_of_sample=out_of_sample, rows_=frame)
     else:
         fit = load_fit(fit_path)

@@ -39,7 +39,7 @@ from importlib import resources
 from pathlib import Path
 
 from hardware.accelerator import Accelerator
-from hardware.cost_data import params_for
+from hardware.cost_data import params_for, with_overrides
 from perfmodel.errors import PerfmodelError, UnknownNameError
 from perfmodel.files import parse_json, parse_yaml, read_text, write_text
 from perfmodel.units import DTYPES, GIB
@@ -377,9 +377,12 @@ def accelerator_from_dict(data: object, origin: str = "accelerator") -> Accelera
     fields: dict[str, object] = {}
     flat_peaks: dict[str, object] = {}
     derived: dict[str, object] = {}
+    cost: object = None
     for name, value in data.items():
         name = str(name)
-        if name.startswith(_PEAK_PREFIX):
+        if name == "cost":
+            cost = value
+        elif name.startswith(_PEAK_PREFIX):
             flat_peaks[name[len(_PEAK_PREFIX):]] = value
         elif name == "memory_gib" or name.startswith(_RIDGE_PREFIX):
             derived[name] = value
@@ -428,7 +431,8 @@ def accelerator_from_dict(data: object, origin: str = "accelerator") -> Accelera
             if rate is None or not math.isclose(rate / values["memory_bandwidth_bytes_per_s"], given, rel_tol=1e-6):
                 raise f.fail(name, f"{value} is derived (peak / bandwidth) and disagrees with the peaks; drop it")
     try:
-        return Accelerator(**values)
+        acc = Accelerator(**values)
+        return dataclasses.replace(acc, cost=with_overrides(params_for(acc), cost, f"{origin}: cost"))
     except PerfmodelError as exc:
         raise PerfmodelError(f"{origin}: {exc}") from None
 
@@ -463,6 +467,8 @@ def accelerator_to_dict(acc: Accelerator) -> dict[str, object]:
     :func:`accelerator_from_dict` reads back."""
     out: dict[str, object] = {}
     for fld in dataclasses.fields(Accelerator):
+        if fld.name == "cost":  # derived from the key and data/cost-model.json
+            continue
         value = getattr(acc, fld.name)
         default = fld.default_factory() if fld.default_factory is not dataclasses.MISSING else fld.default
         if fld.name in _REQUIRED or value != default:

@@ -63,7 +63,33 @@ def params_for(acc, data: dict | None = None) -> CostParams:
     clock = own.get("clock_hz") or data.get("clocks", {}).get(acc.key)
     if clock:
         values["clock_hz"], sources["clock_hz"] = clock["value"], clock["source"]
+    check = data.get("e2e_validation")
+    if check:
+        loso = check["leave_one_source_out"]
+        sources["validation"] = (f"median |error| {loso['median_abs_error']:.0%} (p90 {loso['p90_abs_error']:.0%}) out of "
+                                 f"sample over {check['rows']} published single-GPU engine runs ({check['sources']} sources)")
     try:
         return CostParams(gemm_efficiency=gemm, sources=sources, **values)
     except TypeError as exc:
         raise PerfmodelError(f"cost model data for {acc.name!r}: {exc}") from None
+
+
+def with_overrides(params: CostParams, overrides, where: str) -> CostParams:
+    """``params`` with a user file's ``cost`` mapping applied (field -> value; sources say so)."""
+    import dataclasses
+
+    if overrides is None:
+        return params
+    if not isinstance(overrides, dict):
+        raise PerfmodelError(f"{where}: expected a mapping of cost-model fields, got {type(overrides).__name__}")
+    known = {f.name for f in dataclasses.fields(CostParams)} - {"sources"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise PerfmodelError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    sources = dict(params.sources)
+    for name in overrides:
+        sources[name] = "the accelerator file"
+    try:
+        return dataclasses.replace(params, sources=sources, **overrides)
+    except (TypeError, ValueError) as exc:
+        raise PerfmodelError(f"{where}: {exc}") from None

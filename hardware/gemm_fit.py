@@ -21,7 +21,7 @@ import pandas as pd
 
 from perfmodel import symbols as S
 from perfmodel.cost import GEMM_TIME_S, PARAMETERS, _compiled
-from perfmodel.efficiency import levenberg_marquardt
+from hardware.attention_fit import levenberg_marquardt
 
 FILE = "gemm-measurements.csv"
 

@@ -91,22 +91,26 @@ def kv_cache(sc: Scenario) -> pd.DataFrame:
     the ``kv_cache_bytes`` quantity ``formula`` and ``sweep`` evaluate)."""
     per_token = metrics.kv_cache_bytes_per_token(sc.arch, sc.options)
     nbytes = value(lookup("kv_cache_bytes").build(sc), sc.values)
-    return pd.DataFrame(
-        [
-            {
-                "model": sc.arch.name,
-                "phase": sc.phase,
-                "seq": sc.seq_tokens,
-                "context": sc.context_tokens,
-                "tokens_cached": sc.tokens_seen,
-                "batch": sc.batch,
-                "kv_dtype": sc.kv_dtype,
-                "kv_cache_bytes_per_token": value(per_token, sc.values),
-                "kv_cache_bytes": nbytes,
-                "kv_cache_gib": nbytes / GIB,
-            }
-        ]
-    )
+    row = {
+        "model": sc.arch.name,
+        "phase": sc.phase,
+        "seq": sc.seq_tokens,
+        "context": sc.context_tokens,
+        "tokens_cached": sc.tokens_seen,
+        "batch": sc.batch,
+        "kv_dtype": sc.kv_dtype,
+        "kv_cache_bytes_per_token": value(per_token, sc.values),
+        "kv_cache_bytes": nbytes,
+        "kv_cache_gib": nbytes / GIB,
+    }
+    if sc.arch.kind == "encoder-decoder":
+        # the self-attention cache grows with the target; the cross-attention cache is fixed by the source
+        cross = metrics.cross_kv_cache_bytes(sc.arch)
+        row["source_len"] = sc.source_tokens
+        row["self_kv_cache_bytes"] = value(metrics.self_kv_cache_bytes(sc.arch, sc.options, S.t + S.s), sc.values)
+        row["cross_kv_cache_bytes"] = value(cross, sc.values)
+        row["cross_kv_cache_bytes_per_source_token"] = value(cross / (S.b * S.s_enc), sc.values)
+    return pd.DataFrame([row])
 
 
 def _aggregate(sc: Scenario, by: str) -> list[tuple[dict, list]]:
@@ -132,7 +136,10 @@ def _sum(ops_with_repeat, field: str) -> Expr:
 
 
 def _step_labels(sc: Scenario) -> dict:
-    return {"model": sc.arch.name, "phase": sc.phase, "batch": sc.batch, "seq": sc.seq_tokens, "context": sc.context_tokens}
+    labels = {"model": sc.arch.name, "phase": sc.phase, "batch": sc.batch, "seq": sc.seq_tokens, "context": sc.context_tokens}
+    if sc.source_tokens is not None:
+        labels["source_len"] = sc.source_tokens
+    return labels
 
 
 def flops(sc: Scenario, by: str = "total") -> pd.DataFrame:
@@ -200,7 +207,7 @@ def memory_report(sc: Scenario) -> pd.DataFrame:
         row["capacity_bytes"] = acc.memory_bytes
         row["fits"] = row["total_bytes"] <= acc.memory_bytes
         row["max_batch"] = _largest(total, sc.values, S.b, acc.memory_bytes)
-        if not sc.options.training:
+        if not sc.options.training and sc.arch.kind != "encoder":  # an encoder-only model keeps no context
             row["max_context"], row["max_context_limit"] = _max_context(sc, total, acc.memory_bytes)
     return pd.DataFrame([row])
 

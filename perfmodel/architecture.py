@@ -3,7 +3,8 @@
 Field names follow the Hugging Face config keys they come from (``num_attention_heads``,
 ``sliding_window``, ``kv_lora_rank``…) so an error names the field a user can fix.
 Layers may differ (dense vs MoE FFN, full vs sliding-window attention); equal layers
-are grouped, and each group repeats ``L_<kind>`` times in the formulas.
+are grouped, and each group repeats ``L_<kind>`` times in the formulas. Encoder-decoder
+and encoder-only models add an :class:`Encoder` (its stack repeats ``L_enc`` times).
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ class Attention:
     rope: bool = True  # rotary embedding on queries and keys (False: learned positions, ALiBi, NoPE layers)
     rotary_dim: int | None = None  # RoPE on each head's first rotary_dim features only (None: all d_h)
     sinks: bool = False  # a learned sink logit per head joins every softmax (gpt-oss)
+    #: False: bidirectional self-attention (an encoder), nothing cached; every query sees every key
+    causal: bool = True
+    #: a learned bias per head and relative-position bucket is added to the scores (T5)
+    position_bias: bool = False
+    #: a bias on k_proj; None: as ``qkv_bias`` (Whisper: q and v biased, k not)
+    k_bias: bool | None = None
 
     def __post_init__(self):
         for f in ("num_attention_heads", "num_key_value_heads", "head_dim"):
@@ -97,6 +104,7 @@ class LatentAttention:
     q_lora_rank: int | None = None  # None: queries projected directly from the hidden state
     bias: bool = False  # attention_bias: on q_a_proj, kv_a_proj_with_mqa and o_proj
     sliding_window: int | None = None
+    causal = True  # a decoder's attention (a class constant, not a field)
 
     def __post_init__(self):
         for f in ("num_attention_heads", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
@@ -156,7 +164,7 @@ class MoE:
 
 
 #: norm positions a layer may have, in execution order
-NORM_POSITIONS = ("attn.norm", "attn.post_norm", "ffn.norm", "ffn.post_norm")
+NORM_POSITIONS = ("attn.norm", "attn.post_norm", "xattn.norm", "xattn.post_norm", "ffn.norm", "ffn.post_norm")
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,8 @@ class Layer:
     norms: tuple[str, ...] = ("attn.norm", "ffn.norm")
     #: attention and FFN read the same input and share one residual add (GPT-J, NeoX, Falcon)
     parallel: bool = False
+    #: an encoder-decoder's decoder layer: queries from the decoder, keys/values from the encoder output
+    cross_attention: Attention | None = None
 
     def __post_init__(self):
         unknown = set(self.norms) - set(NORM_POSITIONS)
@@ -187,6 +197,46 @@ class Layer:
     @property
     def ffn_label(self) -> str:
         return "moe" if isinstance(self.ffn, MoE) else "dense"
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """What encoder-decoder (T5, BART) and encoder-only (BERT) models add to the layer stack.
+
+    Encoder-decoder: ``layers`` run once over the ``s_enc`` source tokens; the
+    Architecture's ``layers`` are the decoder. Encoder-only: ``layers`` is empty and the
+    Architecture's ``layers`` (bidirectional) are the encoder; there is no decode phase.
+    """
+
+    layers: tuple[Layer, ...] = ()
+    final_norm: Norm | None = None  # the encoder stack's last norm (T5, mBART)
+    embedding_norm: Norm | None = None  # a norm on each stack's embeddings (BART's layernorm_embedding, BERT)
+    position_offset: int = 0  # learned position rows no token takes (BART: 2; RoBERTa: padding_idx + 1)
+    relative_buckets: int | None = None  # T5's relative-position bias buckets (None: no bias)
+    relative_bias_per_layer: bool = False  # umT5: every layer its own bias table; T5: one per stack
+    token_types: int | None = None  # BERT's token-type (segment) embeddings
+    scale_logits: bool = False  # T5 with a tied head: the decoder output is scaled by d_model**-0.5
+    #: BART untied: each stack its own token table, and a third (``shared``) neither stack reads
+    separate_token_tables: bool = False
+    #: encoder-only heads: "pooler", "mlm", "nsp", "classifier", "roberta_classifier", "token_classifier", "choice"
+    heads: tuple[str, ...] = ()
+    num_labels: int = 2
+    #: Whisper: the encoder reads log-mel frames (this many bins) through two kernel-3
+    #: convolutions (the second with stride 2: 2·s_enc frames in) instead of a token table
+    mel_bins: int | None = None
+    #: the encoder's own learned position table (Whisper's max_source_positions; None: as the decoder's)
+    source_positions: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(self.layers))
+        _positive("encoder", "position_offset", self.position_offset, zero_ok=True)
+        _positive("encoder", "num_labels", self.num_labels)
+        for name in ("relative_buckets", "token_types", "mel_bins", "source_positions"):
+            if getattr(self, name) is not None:
+                _positive("encoder", name, getattr(self, name))
+        unknown = set(self.heads) - {"pooler", "mlm", "nsp", "classifier", "roberta_classifier", "token_classifier", "choice"}
+        if unknown:
+            raise ConfigError("architectures", f"unknown encoder heads {sorted(unknown)}")
 
 
 @dataclass(frozen=True)
@@ -208,7 +258,7 @@ class Architecture:
     hidden_size: int
     layers: tuple[Layer, ...]
     tie_word_embeddings: bool = False
-    final_norm: Norm = Norm()
+    final_norm: Norm | None = Norm()  # None: post-norm stacks without a last norm (BART, BERT)
     #: learned absolute position embeddings (GPT-2); None for RoPE/ALiBi models
     max_position_embeddings: int | None = None
     lm_head_bias: bool = False  # a bias on the logits (Phi-1/2)
@@ -217,6 +267,8 @@ class Architecture:
     trained_context: int | None = None
     family: str = "custom"
     source: str = ""
+    #: encoder-decoder or encoder-only models (see :class:`Encoder`); None for decoder-only ones
+    encoder: Encoder | None = None
 
     def __post_init__(self):
         _positive(self.name, "vocab_size", self.vocab_size)
@@ -230,6 +282,10 @@ class Architecture:
             raise ConfigError("num_hidden_layers", "must be positive, got 0")
         if len(self.layers) > 10**5:
             raise ConfigError("num_hidden_layers", f"{len(self.layers)} is absurdly large")
+        if self.kind != "encoder-decoder" and any(layer.cross_attention for layer in self.layers):
+            raise ConfigError("cross_attention", "decoder layers with cross-attention need an encoder stack")
+        if self.encoder is not None and self.encoder.mel_bins and self.encoder.source_positions is None:
+            raise ConfigError("max_source_positions", "an audio encoder needs its own position table")
         self.symbol_values  # noqa: B018 - validates that layers agree on shared dimensions
 
     @property
@@ -242,13 +298,31 @@ class Architecture:
     def num_hidden_layers(self) -> int:
         return len(self.layers)
 
+    @property
+    def kind(self) -> str:
+        """``decoder`` (decoder-only), ``encoder-decoder`` or ``encoder`` (encoder-only)."""
+        if self.encoder is None:
+            return "decoder"
+        return "encoder-decoder" if self.encoder.layers else "encoder"
+
+    @cached_property
+    def encoder_groups(self) -> tuple[LayerGroup, ...]:
+        """An encoder-decoder's encoder layers, repeating ``L_enc`` times (one kind only)."""
+        if self.kind != "encoder-decoder":
+            return ()
+        kinds = list(dict.fromkeys(self.encoder.layers))
+        if len(kinds) > 1:
+            raise ConfigError("encoder_layers", "encoder layers that differ from one another are not supported")
+        return (LayerGroup(kinds[0], len(self.encoder.layers), "encoder", S.L_enc),)
+
     @cached_property
     def groups(self) -> tuple[LayerGroup, ...]:
         """Distinct layer kinds in order of first appearance, with counts and count symbols."""
         counts = Counter(self.layers)
         kinds = list(dict.fromkeys(self.layers))
         if len(kinds) == 1:
-            return (LayerGroup(kinds[0], counts[kinds[0]], "all", S.L),)
+            label = "decoder" if self.kind == "encoder-decoder" else "all"
+            return (LayerGroup(kinds[0], counts[kinds[0]], label, S.L),)
         parts = []
         varying_attn = len({k.attention_label for k in kinds}) > 1
         varying_ffn = len({k.ffn_label for k in kinds}) > 1
@@ -275,10 +349,16 @@ class Architecture:
                     field, f"layers disagree ({values[symbol]} vs {value}); per-layer sizes are not supported"
                 )
 
-        for group in self.groups:
+        if self.encoder is not None and self.encoder.relative_buckets:
+            values[S.n_rb] = self.encoder.relative_buckets
+        for group in self.groups + self.encoder_groups:
             if group.repeat != S.L:
                 values[group.repeat] = group.count
             layer = group.layer
+            for cross in (layer.cross_attention,) if layer.cross_attention else ():
+                put(S.n_h, cross.num_attention_heads, "num_attention_heads")
+                put(S.n_kv, cross.num_key_value_heads, "num_key_value_heads")
+                put(S.d_h, cross.head_dim, "head_dim")
             att = layer.attention
             if isinstance(att, Attention):
                 put(S.n_h, att.num_attention_heads, "num_attention_heads")

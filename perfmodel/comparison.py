@@ -110,6 +110,7 @@ def compare(
     weight_dtype: str = "bf16",
     act_dtype: str = "bf16",
     kv_dtype: str = "bf16",
+    source_len: int | None = None,
 ) -> pd.DataFrame:
     """One row per model: parameters; KV cache at ``context``; memory of ``batch``
     sequences holding ``context`` tokens, whether it fits and the largest batch that
@@ -118,6 +119,11 @@ def compare(
 
     ``models``: specs (``"MQA=llama-3-8b:num_key_value_heads=1"``), Variants or
     Architectures; ``overrides`` apply to every spec before its own.
+
+    Encoder-decoder models read the prompt as their source (``source_len``, default the
+    prompt): their prefill time is the encoder over it plus the decoder's first step (one
+    start token), and their cache holds the ``context`` target tokens plus the source's
+    cross-attention K/V. Other models ignore ``source_len``.
     """
     if isinstance(context, bool) or not isinstance(context, int) or context < 1:
         raise PerfmodelError(f"context: {context!r} is not a count of at least 1 token")
@@ -128,7 +134,10 @@ def compare(
             raise PerfmodelError(f"model {label!r} is listed twice; give variants distinct labels (LABEL=MODEL:KEY=VALUE)")
         labels.add(label)
         try:
-            rows.append(_row(label, arch, accelerator, context, batch, prompt, dict(weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype)))
+            dtypes = dict(weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype)
+            if arch.kind == "encoder-decoder":
+                dtypes["source"] = source_len or prompt or context
+            rows.append(_row(label, arch, accelerator, context, batch, prompt, dtypes))
         except PerfmodelError as exc:
             raise PerfmodelError(f"model {label!r}: {exc}") from None
     if not rows:
@@ -158,7 +167,8 @@ def _row(label: str, arch: Architecture, acc, context: int, batch: int, prompt: 
     prefill and of a decode step, and ``balance``."""
     decode = Scenario(arch, Options(phase="decode"), batch=batch, seq=1, context=context, accelerator=acc, **dtypes)
     held = Scenario(arch, Options(phase="prefill", mla="absorbed"), batch=batch, seq=context, context=0, accelerator=acc, **dtypes)
-    prefill = Scenario(arch, Options(phase="prefill"), batch=1, seq=prompt or context, context=0, accelerator=acc, **dtypes)
+    first = 1 if arch.kind == "encoder-decoder" else prompt or context  # a decoder start token after the encoder
+    prefill = Scenario(arch, Options(phase="prefill"), batch=1, seq=first, context=0, accelerator=acc, **dtypes)
     counts = api.params(arch).iloc[0]
     kv = api.kv_cache(held).iloc[0]
     mem = api.memory_report(held).iloc[0]
@@ -178,7 +188,7 @@ def _row(label: str, arch: Architecture, acc, context: int, batch: int, prompt: 
         "total_bytes": mem["total_bytes"],
         "fits": mem["fits"],
         "max_batch": mem["max_batch"],
-        "prompt": prefill.seq_tokens,
+        "prompt": prefill.seq_tokens if prefill.source_tokens is None else prefill.source_tokens,
         "prefill_time_s": first["time_s"],
         "decode_time_s": step["time_s"],
         "decode_tokens_per_s": step["tokens_per_s"],

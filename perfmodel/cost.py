@@ -224,15 +224,14 @@ def kernel_count(ops, fusion: Fusion = Fusion()) -> Expr:
 
 def accelerator_terms(acc, params: CostParams, dtype: str) -> dict:
     """The constants the formulas take from the accelerator: rates, bandwidth, SMs, tiles."""
-    if acc.sm_count is None:
-        raise PerfmodelError(f"accelerator {acc.name!r}: the cost model needs sm_count")
     vector = acc.vector_peak or acc.peak(dtype)
     # without a published special-function rate, exponentials are priced only as the
     # softmax's vector work
     exp_rate = (acc.sm_count * params.exp_per_clock_per_sm * params.clock_hz
-                if params.exp_per_clock_per_sm and params.clock_hz else oo)
+                if params.exp_per_clock_per_sm and params.clock_hz and acc.sm_count else oo)
     return {S.R: acc.peak(dtype), S.R_v: vector, S.R_x: exp_rate, S.BW: acc.memory_bandwidth_bytes_per_s,
-            S.n_sm: acc.sm_count, S.T_n: params.tile_n, S.T_lo: params.tile_m_min, S.T_hi: params.tile_m_max}
+            # no SM count (a user's part, TPUs): no wave quantization
+            S.n_sm: acc.sm_count or oo, S.T_n: params.tile_n, S.T_lo: params.tile_m_min, S.T_hi: params.tile_m_max}
 
 
 @lru_cache(maxsize=256)

@@ -857,3 +857,7 @@ def read_config_file(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise PerfmodelError(f"{path}: a config must be a JSON object")
     return data
+
+
+# the encoder-decoder and encoder-only readers register themselves with ``reader``
+from perfmodel import hf_seq2seq  # noqa: E402,F401

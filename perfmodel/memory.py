@@ -33,6 +33,8 @@ def training_activation_bytes(table: Table) -> Expr:
         if op.group != "model":
             per_layer[op.group] = per_layer.get(op.group, ZERO) + op.saved_bytes
     checkpoints = S.L * tokens() * S.d * S.B_a
+    if table.arch.kind == "encoder-decoder":  # the encoder layers' inputs, over the source
+        checkpoints += S.L_enc * S.b * S.s_enc * S.d * S.B_a
     return checkpoints + Max(*set(per_layer.values()), evaluate=False) + model_level
 
 

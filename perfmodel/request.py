@@ -173,6 +173,8 @@ def report(sc: Scenario, prompt: int, output: int, fusion: Fusion = Fusion(), *,
         first = pd.DataFrame([{"step": 0, "context": 0, "time_s": row["ttft_s"], "roofline_time_s": row["roofline_ttft_s"],
                                "elapsed_s": row["ttft_s"]}])
         frame = pd.concat([first, frame], ignore_index=True)
+        frame["fits"] = row["fits"]
+        frame["memory_bytes"] = row["memory_bytes"]
         for k, v in reversed(list(labels.items())):
             frame.insert(0, k, v)
         return frame
@@ -182,7 +184,7 @@ def report(sc: Scenario, prompt: int, output: int, fusion: Fusion = Fusion(), *,
             "memory_bytes", "roofline_ttft_s", "roofline_tpot_s", "roofline_e2e_latency_s", "roofline_output_tokens_per_s")
     out = {**labels, **{k: row[k] for k in keep}, "capacity_bytes": acc.memory_bytes,
            "kernels_per_step": kernel_launches(sc.but(seq=1, context=prompt, phase="decode"), fusion),
-           "error_note": acc.cost.sources.get("validation", "")}
+           "calibrated_error": acc.cost.sources.get("validation", "not validated")}
     return pd.DataFrame([out])
 
 

@@ -13,6 +13,7 @@ from sympy import Expr, Symbol
 
 from perfmodel import symbols as S
 from perfmodel.architecture import Architecture
+from perfmodel.encdec import check_phase
 from perfmodel.errors import PerfmodelError, warn
 from perfmodel.evaluate import bindings
 from perfmodel.options import Options
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 #: tokens per step when the user gives none
 DEFAULT_SEQ = {"prefill": 2048, "decode": 1, "train": 2048}
 DEFAULT_CONTEXT = {"prefill": 0, "decode": 2048, "train": 0}
+#: source tokens an encoder-decoder's encoder reads when the user gives none
+DEFAULT_SOURCE = 512
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,13 @@ class Scenario:
     accelerator: Accelerator | None = None
     #: achievable fractions for the expected time; None keeps only the pure roofline
     efficiency: Efficiency | None = None
+    #: source tokens the encoder of an encoder-decoder reads (default ``DEFAULT_SOURCE``)
+    source: int | None = None
 
     def __post_init__(self):
+        check_phase(self.arch, self.options)  # an encoder-only model has no decode phase
+        if self.arch.kind == "encoder" and self.context:
+            raise PerfmodelError(f"context: {self.arch.name} is an encoder-only model and keeps no cache; leave --context out")
         for name in ("weight_dtype", "act_dtype", "kv_dtype"):
             dtype_bytes(getattr(self, name))  # unknown dtype -> one-line error
         if self.embed_dtype is not None:
@@ -63,7 +71,7 @@ class Scenario:
                 f"context + seq = {self.tokens_seen} exceeds max_position_embeddings={positions} "
                 "(learned positions cannot go further)"
             )
-        for name in ("batch", "seq", "context"):
+        for name in ("batch", "seq", "context", "source"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "context" else 1)):
                 raise PerfmodelError(f"{name}: {v!r} is not a valid count")
@@ -73,6 +81,37 @@ class Scenario:
                 f"{self.arch.name}: context beyond max_position_embeddings={trained:,} (the context it was trained "
                 "for); the numbers extrapolate"
             )
+        self._check_stacks()
+
+    def _check_stacks(self) -> None:
+        """Only encoder-decoders read a source, within their learned positions."""
+        kind = self.arch.kind
+        if self.source is not None and kind != "encoder-decoder":
+            raise PerfmodelError(f"source-len: {self.arch.name} has no encoder-decoder stack to read a source")
+        if kind == "encoder-decoder":
+            limit, field = self._source_limit()
+            if limit is not None and self.source_tokens > limit:
+                raise PerfmodelError(f"source-len {self.source_tokens} exceeds {field}={limit}")
+
+    def _source_limit(self) -> tuple[int | None, str]:
+        """The encoder's learned positions: its own table (Whisper) or the shared size (BART)."""
+        own = self.arch.encoder.source_positions
+        if own is not None:
+            return own, "max_source_positions"
+        return self.arch.max_position_embeddings, "max_position_embeddings"
+
+    @property
+    def source_tokens(self) -> int | None:
+        """Encoder tokens of an encoder-decoder: ``source``, else ``DEFAULT_SOURCE`` (capped at
+        learned positions; Whisper: its whole source table, as it pads audio to 30 s); None
+        for other models."""
+        if self.arch.kind != "encoder-decoder":
+            return None
+        if self.source is not None:
+            return self.source
+        if self.arch.encoder.source_positions is not None:
+            return self.arch.encoder.source_positions
+        return min(DEFAULT_SOURCE, self._source_limit()[0] or DEFAULT_SOURCE)
 
     @property
     def phase(self) -> str:
@@ -120,6 +159,7 @@ class Scenario:
             b=self.batch,
             s=self.seq_tokens,
             t=self.context_tokens,
+            s_enc=self.source_tokens,
         )
 
     @property

@@ -43,6 +43,7 @@ def describe(symbol: Symbol) -> Dim:
 b = dim("b", "batch size", "sequences")
 s = dim("s", "new tokens per sequence in this step (prompt length in prefill, 1 in decode)", "tokens")
 t = dim("t", "cached context tokens per sequence before this step", "tokens", zero=True)
+s_enc = dim("s_enc", "source tokens per sequence the encoder reads (encoder-decoder models)", "tokens")
 
 # --- bytes per element ---------------------------------------------------------------
 B_w = dim("B_w", "bytes per weight element", "bytes", integer=False)
@@ -62,6 +63,10 @@ d_h = dim("d_h", "head dimension of queries and keys", "elements")
 d_v = dim("d_v", "head dimension of values", "elements")
 W = dim("W", "sliding-window size (keys a query sees, itself included)", "tokens")
 d_ff = dim("d_ff", "dense FFN width (intermediate size)", "elements")
+
+# --- encoder-decoder and encoder-only models ------------------------------------------
+L_enc = dim("L_enc", "encoder layers of an encoder-decoder model (L counts its decoder layers)", "layers")
+n_rb = dim("n_rb", "relative-position buckets of T5's learned attention bias", "buckets")
 
 # --- mixture of experts ----------------------------------------------------------------
 E = dim("E", "routed experts per MoE layer", "experts")

@@ -15,7 +15,9 @@ from sympy import Expr, Integer
 
 from perfmodel import symbols as S
 from perfmodel.architecture import Architecture, Layer, MoE
+from perfmodel.encdec import check_phase, encoder_block, encoder_heads, logit_scale, relative_bias, stack_embeddings
 from perfmodel.ops.attention import attention_block
+from perfmodel.ops.cross_attention import cross_attention_block
 from perfmodel.ops.base import BYTE_FIELDS, ZERO, Block, Op, Site, Tensor, norm, residual
 from perfmodel.ops.embedding import embeddings, head
 from perfmodel.ops.ffn import dense_block, moe_block
@@ -38,6 +40,9 @@ def layer_block(site: Site, layer: Layer, options: Options) -> Block:
     block += maybe_norm("attn.post_norm")
     if not layer.parallel:
         block += Block((), (residual(site, "attn.residual", options),))
+    if layer.cross_attention is not None:
+        block += maybe_norm("xattn.norm") + cross_attention_block(site, layer.cross_attention, options)
+        block += maybe_norm("xattn.post_norm") + Block((), (residual(site, "xattn.residual", options),))
     block += maybe_norm("ffn.norm")
     block += moe_block(site, layer.ffn) if isinstance(layer.ffn, MoE) else dense_block(site, layer.ffn)
     block += maybe_norm("ffn.post_norm")
@@ -74,11 +79,24 @@ class Table:
 
 
 def build(arch: Architecture, options: Options = Options()) -> Table:
-    """The operator table of ``arch`` for ``options`` (phase and implementation)."""
-    block = embeddings(arch, options)
+    """The operator table of ``arch`` for ``options`` (phase and implementation).
+    Encoder-decoder models run their encoder first (see ``encdec``); encoder-only ones
+    end in their own heads."""
+    if arch.encoder is None:
+        block = embeddings(arch, options)
+    else:
+        check_phase(arch, options)
+        block = encoder_block(arch, options, layer_block) if arch.kind == "encoder-decoder" else Block()
+        block += stack_embeddings(arch, options)
     for group in arch.groups:
-        block += layer_block(Site(group.repeat, group.label), group.layer, options)
-    block += head(arch, options)
+        site = Site(group.repeat, group.label)
+        if arch.encoder is not None and group is arch.groups[0]:
+            block += relative_bias(arch, site)
+        block += layer_block(site, group.layer, options)
+    if arch.kind == "encoder":
+        block += encoder_heads(arch, options)
+    else:
+        block += (logit_scale(arch, options) if arch.encoder else Block()) + head(arch, options)
     table = Table(arch, options, block.tensors, block.ops)
     if not options.training:
         return table

@@ -197,7 +197,7 @@ def test_keep_going_puts_the_message_in_an_error_column(tmp_path, capsys):
 
 ERRORS = [
     ("unknown-column", ["kv-cache"], "r.csv", "model,contxt\nllama-3-8b,1k\n",
-     "unknown column 'contxt' for kv-cache; did you mean context? (its columns: model, set, context, batch, kv_dtype, mla)"),
+     "unknown column 'contxt' for kv-cache; did you mean context? (its columns: model, set, context, batch, kv_dtype, mla, source_len)"),
     ("output-column", ["params"], "r.csv", "model,format\nllama-3-8b,json\n",
      "unknown column 'format' for params (its columns: model, set)"),
     ("empty", ["params"], "r.csv", "", "{path}: empty file, expected rows of option values"),

@@ -65,7 +65,7 @@ def visible_pairs(att: Attention | LatentAttention, options: Options) -> Expr:
     ``F(n) = m(m+c)/2 + (n−m)·W``, ``m = min(n, W)``; ``c = 1`` counts pairs exactly,
     ``c = 0`` is the FlashAttention papers' area convention (``s²/2`` for a square).
     """
-    if options.mask == "none":
+    if options.mask == "none" or not att.causal:  # bidirectional: every query sees every key
         return S.s * keys_read(att)
     c = Integer(1) if options.causal_count == "exact" else Integer(0)
     if not att.sliding_window:
@@ -89,21 +89,26 @@ def attention_core(
     k_per_key: Expr,
     v_per_key: Expr,
     from_cache: bool | None = None,
+    source_keys: Expr | None = None,
 ) -> tuple:
     """QKᵀ, softmax and PV over the visible pairs; fused kernels keep scores on chip.
 
     ``k_per_key``/``v_per_key``: elements read per key (all K/V heads). At inference
-    they come from the cache (``B_kv``); in training, or when freshly expanded from an
-    MLA latent (``from_cache=False``), they are activations (``B_a``).
+    they come from the cache (``B_kv``), unless the attention is bidirectional (an
+    encoder's); in training, or when freshly expanded from an MLA latent
+    (``from_cache=False``), they are activations (``B_a``). ``source_keys``: keys per
+    sequence when they are not this stack's own (cross-attention: the source), all visible.
     """
-    from_cache = options.caching if from_cache is None else from_cache
-    pairs = S.b * heads * visible_pairs(att, options)
+    from_cache = options.caching and att.causal if from_cache is None else from_cache
+    seen = keys_read(att) if source_keys is None else source_keys
+    visible = visible_pairs(att, options) if source_keys is None else S.s * source_keys
+    pairs = S.b * heads * visible
     # attention sinks: one learned logit per head joins each query row's softmax
     sinks = isinstance(att, Attention) and att.sinks
     sink_logits = S.b * heads * S.s if sinks else ZERO
-    score_elements = S.b * heads * S.s * keys_read(att)  # what a naive kernel materialises
+    score_elements = S.b * heads * S.s * seen  # what a naive kernel materialises
     naive = options.attention_impl == "naive"
-    keys = S.b * keys_read(att)
+    keys = S.b * seen
     q_bytes = tokens() * heads * qk_dim * S.B_a
     o_bytes = tokens() * heads * v_dim * S.B_a
     if from_cache:
@@ -123,7 +128,7 @@ def attention_core(
         softmax_saved = S.b * heads * S.s * LSE_BYTES
     # as batched GEMMs: b·heads·s query rows against the keys each query sees
     query_rows = S.b * heads * S.s
-    keys_per_query = visible_pairs(att, options) / S.s
+    keys_per_query = visible / S.s
     qk = site.op(
         "attn.qk",
         gemm=(query_rows, keys_per_query, qk_dim),
@@ -159,8 +164,9 @@ def attention_core(
 
 
 def _cache_write(site: Site, att, options: Options) -> tuple:
-    """Inference stores the new tokens' K/V (or MLA latent) in the cache dtype."""
-    if not options.caching:
+    """Inference stores the new tokens' K/V (or MLA latent) in the cache dtype; an
+    encoder's bidirectional attention keeps none."""
+    if not options.caching or not att.causal:
         return ()
     elements = tokens() * kv_elements_per_token(att, options)
     return (
@@ -186,6 +192,11 @@ def attention_block(site: Site, layer: Layer, options: Options) -> Block:
     return _standard(site, att, options)
 
 
+def key_bias(att: Attention) -> bool:
+    """Whether k_proj has a bias: ``qkv_bias`` unless the family says otherwise (Whisper)."""
+    return att.qkv_bias if att.k_bias is None else att.k_bias
+
+
 def _standard(site: Site, att: Attention, options: Options) -> Block:
     q_width, kv_width = S.n_h * S.d_h, S.n_kv * S.d_h
     if att.fused_qkv:
@@ -193,7 +204,7 @@ def _standard(site: Site, att: Attention, options: Options) -> Block:
     else:
         block = (
             linear(site, "attn.q_proj", S.d, q_width, "attention", bias=att.qkv_bias)
-            + linear(site, "attn.k_proj", S.d, kv_width, "attention", bias=att.qkv_bias, save_input=False)
+            + linear(site, "attn.k_proj", S.d, kv_width, "attention", bias=key_bias(att), save_input=False)
             + linear(site, "attn.v_proj", S.d, kv_width, "attention", bias=att.qkv_bias, save_input=False)
         )
     if att.qk_norm:
@@ -213,11 +224,24 @@ def _standard(site: Site, att: Attention, options: Options) -> Block:
         k_per_key=S.n_kv * S.d_h,
         v_per_key=S.n_kv * S.d_h,
     )
+    if att.position_bias:
+        core = (position_bias_add(site, options, att),) + core
     rotated = S.d_h if att.rotary_dim is None else Integer(att.rotary_dim)
     rope = _rope(site, S.n_h + S.n_kv, rotated) if att.rope else ()
     sinks = (site.tensor("attn.sinks", (S.n_h,), "attention"),) if att.sinks else ()
     block += Block(sinks, rope + _cache_write(site, att, options) + core)
     return block + linear(site, "attn.o_proj", q_width, S.d, "attention", bias=att.o_bias)
+
+
+def position_bias_add(site: Site, options: Options, att: Attention) -> Op:
+    """T5's learned relative-position bias added to every score of every sequence: one
+    add per visible pair, reading the ``n_h × s × keys`` bias (shared by the batch)."""
+    return site.op(
+        "attn.position_bias",
+        vector_flops=S.b * S.n_h * visible_pairs(att, options) * ELEMENTWISE_FLOPS["add"],
+        act_read_bytes=S.n_h * S.s * keys_read(att) * S.B_a,
+        core_attention=True,
+    )
 
 
 def _per_head(site: Site, name: str, n_in: Expr, n_out: Expr) -> Op:

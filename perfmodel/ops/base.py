@@ -33,6 +33,7 @@ ELEMENTWISE_FLOPS = {
     "gelu_tanh": 8,
     "relu": 1,
     "relu2": 2,
+    "tanh": 4,  # BERT's pooler and RoBERTa's classifier
     "rope": 3,  # x*cos + rotate(x)*sin
     "add": 1,  # residual add, bias add, gating multiply
     "adam": 12,  # two moment updates, bias correction, sqrt, divide, weight update
@@ -48,7 +49,7 @@ class Tensor:
 
     name: str
     shape: tuple[Expr, ...]
-    block: str  # embedding | attention | ffn | moe | norm | head
+    block: str  # embedding | attention | ffn | moe | norm | head | audio (Whisper's convolutions)
     repeat: Expr = Integer(1)
     #: routed-expert tensor: only k of its E experts are active per token
     routed: bool = False

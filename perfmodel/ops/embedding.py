@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sympy import Integer
+from sympy import Expr, Integer
 
 from perfmodel import symbols as S
 from perfmodel.architecture import Architecture
-from perfmodel.ops.base import ELEMENTWISE_FLOPS, ZERO, Block, Site, norm, tokens
+from perfmodel.ops.base import ELEMENTWISE_FLOPS, ZERO, Block, Op, Site, norm, tokens
 from perfmodel.options import Options
 
 MODEL = Site()
@@ -28,23 +28,30 @@ def embeddings(arch: Architecture, options: Options) -> Block:
     )
     block = Block((table,), (lookup,))
     if learned:
-        positions = MODEL.tensor("embed.positions.weight", (S.P, S.d), "embedding", embedding=True)
-        add = MODEL.op(
-            "embed.positions",
-            vector_flops=tokens() * S.d * ELEMENTWISE_FLOPS["add"],
-            weight_bytes=S.s * S.d * S.B_e,
-            act_read_bytes=tokens() * S.d * S.B_a,
-            act_write_bytes=tokens() * S.d * S.B_a,
-            saved_bytes=mask,
-        )
-        block += Block((positions,), (add,))
+        rows = S.P + (arch.encoder.position_offset if arch.encoder else 0)  # BART keeps 2 rows more
+        block += learned_positions(rows, mask)
     return block
+
+
+def learned_positions(rows: Expr, saved: Expr = ZERO) -> Block:
+    """A table of ``rows`` learned positions; the step adds the same ``s`` rows to every sequence."""
+    positions = MODEL.tensor("embed.positions.weight", (rows, S.d), "embedding", embedding=True)
+    add = MODEL.op(
+        "embed.positions",
+        vector_flops=tokens() * S.d * ELEMENTWISE_FLOPS["add"],
+        weight_bytes=S.s * S.d * S.B_e,
+        act_read_bytes=tokens() * S.d * S.B_a,
+        act_write_bytes=tokens() * S.d * S.B_a,
+        saved_bytes=saved,
+    )
+    return Block((positions,), (add,))
 
 
 def head(arch: Architecture, options: Options) -> Block:
     """Final norm, then logits for every new token (training, decode) or only the last
     (a generation prefill), then in training the cross-entropy loss."""
-    block = norm(MODEL, "final_norm", S.d, arch.final_norm.kind, arch.final_norm.bias)
+    final = arch.final_norm
+    block = norm(MODEL, "final_norm", S.d, final.kind, final.bias) if final is not None else Block()
     rows = tokens() if options.logits_for_all else S.b
     tensors = () if arch.tie_word_embeddings else (MODEL.tensor("lm_head.weight", (S.V, S.d), "head", embedding=True),)
     # a bias on the logits (Phi-1/2) stays untied: V parameters, one add per logit
@@ -61,14 +68,18 @@ def head(arch: Architecture, options: Options) -> Block:
     )
     block += Block(tensors + bias, (logits,))
     if options.training:
-        loss = MODEL.op(
-            "loss",
-            vector_flops=rows * S.V * ELEMENTWISE_FLOPS["softmax"],
-            act_read_bytes=rows * S.V * S.B_a,
-            act_write_bytes=rows * FP32_BYTES,
-            # the fp32 probabilities: the loss runs on upcast logits (transformers'
-            # ForCausalLMLoss, Megatron; Korthikanti et al. 2022, §4.3: 4sbv bytes)
-            saved_bytes=rows * S.V * FP32_BYTES,
-        )
-        block += Block((), (loss,))
+        block += Block((), (loss(rows),))
     return block
+
+
+def loss(rows: Expr) -> Op:
+    """Cross-entropy over the vocabulary for ``rows`` logits."""
+    return MODEL.op(
+        "loss",
+        vector_flops=rows * S.V * ELEMENTWISE_FLOPS["softmax"],
+        act_read_bytes=rows * S.V * S.B_a,
+        act_write_bytes=rows * FP32_BYTES,
+        # the fp32 probabilities: the loss runs on upcast logits (transformers'
+        # ForCausalLMLoss, Megatron; Korthikanti et al. 2022, §4.3: 4sbv bytes)
+        saved_bytes=rows * S.V * FP32_BYTES,
+    )

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from perfmodel.efficiency import Fit, KernelEfficiency, features, fit_group, group_key, today
+from hardware.attention_fit import fit_group, today
+from perfmodel.efficiency import Fit, KernelEfficiency, features, group_key
 from perfmodel.kernels import AttentionCall, predict
 
 
