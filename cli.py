@@ -236,13 +236,14 @@ _WARNINGS: list[str] = []
 def route_warnings() -> None:
     """Collect library warnings (does not fit, beyond the trained context); a command
     that succeeds prints each once as a ``warning:`` line on stderr, one that fails
-    prints only its error."""
+    prints only its error. Other warnings go where they went before."""
     import warnings
 
     from perfmodel.errors import PerfmodelWarning
 
     _WARNINGS.clear()
-    original = warnings.showwarning
+    current = warnings.showwarning
+    original = getattr(current, "routed_from", current)  # installed once, never stacked
 
     def show(message, category, *args, **kwargs):
         if not issubclass(category, PerfmodelWarning):
@@ -251,6 +252,7 @@ def route_warnings() -> None:
         if text not in _WARNINGS:
             _WARNINGS.append(text)
 
+    show.routed_from = original
     warnings.showwarning = show
     warnings.simplefilter("always", PerfmodelWarning)
 
