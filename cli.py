@@ -97,6 +97,8 @@ def check_files(params: dict, flag: str = "--output") -> None:
     inputs = [(name, Path(v)) for name in INPUT_PARAMS for v in _as_tuple(params.get(name)) if isinstance(v, (str, Path)) and str(v).strip()]
     if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
         raise PerfmodelError(f"plot {str(plot)!r}: name must end in {', '.join(PLOT_SUFFIXES)}")
+    if save is not None and save.suffix.lower() not in (".json", ".yaml", ".yml"):
+        raise PerfmodelError(f"accelerator file {str(save)!r}: name must end in .json, .yaml or .yml")
     for option, target in ((flag, output), ("--plot", plot), ("--save", save), ("--refit", refit)):
         if target is None:
             continue

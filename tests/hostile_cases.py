@@ -160,6 +160,8 @@ CASES = [
      "error: {d}/rows_nan.jsonl line 1: NaN is not a number (JSON numbers must be finite)"),
     ("batch-output-over-input", ["batch", "params", "--input", "{d}/rows_nan.jsonl", "--output", "{d}/rows_nan.jsonl"],
      "error: --output '{d}/rows_nan.jsonl' is the --input file; choose another name"),
+    ("save-bad-extension", ["hardware", "measure", "--save", "{d}/acc.txt"],
+     "error: accelerator file '{d}/acc.txt': name must end in .json, .yaml or .yml"),
     ("save-missing-folder", ["hardware", "measure", "--save", "{d}/no/acc.json"],
      "error: cannot write --save '{d}/no/acc.json': folder '{d}/no' does not exist"),
 ]
