@@ -215,6 +215,9 @@ TRANSFERS = (
     ("softmax_overlap", "a100-80gb-sxm", "FlashAttention-2's schedule, the kernel every engine has"),
 )
 FIXED_DEFAULTS = {
+    "dequant_ops_per_weight": (4.0, "not fitted (no published prefill of a weight-only kernel in the data): 4 vector "
+                               "operations per weight, the dequantize loop of GPTQ/AWQ-style kernels: unpack (shift and "
+                               "mask), integer to fp16 convert, subtract the zero point, multiply by the group scale"),
     "gemm_efficiency": (0.75, "hw-notes §4: large BF16 GEMMs reach 0.75-0.80 of the dense peak on H100/H200; low end "
                         "taken for parts with neither a MAMF measurement nor a catalog matmul_efficiency"),
     "stream_efficiency": (0.90, "hw-notes §4: large streaming kernels reach 0.85-0.92 of nominal HBM bandwidth "

@@ -10,6 +10,8 @@ Three kernel kinds, each one sympy expression over the symbols in
   ``T_m`` the power of two ≥ M in ``[T_lo, T_hi]``; fewer tiles than SMs are spread
   by split-K) and by the per-tile ramp ``K/(K + K_h)``; the memory side streams the
   weights at ``e_w·BW`` (the GEMV regime of small M) and the rest at ``e_m·BW``.
+  Weight-only quantized weights (int4/int8 under 16-bit activations) are dequantized
+  once per M-tile at ``c_q`` vector operations per element.
 - **Attention** (QKᵀ, softmax, PV fused as FlashAttention runs them): matrix work at
   ``e_a·R`` ramped by keys per query ``k/(k + k_h)``, plus the exponentials at the
   special-function rate ``R_x`` and the other softmax work at the vector rate, of
@@ -47,7 +49,10 @@ _tiles = ceiling(S.M_g / _T_m) * ceiling(S.N_g / S.T_n)
 WAVE_EFFICIENCY = Piecewise((Integer(1), _tiles < S.n_sm), (_tiles / (ceiling(_tiles / S.n_sm) * S.n_sm), True))
 #: fraction of each tile's rows that hold real data
 ROW_EFFICIENCY = S.M_g / (ceiling(S.M_g / _T_m) * _T_m)
-GEMM_COMPUTE_S = S.F_m / (S.R * S.e_g * WAVE_EFFICIENCY * ROW_EFFICIENCY * S.K_g / (S.K_g + S.K_h)) + S.F_v / S.R_v
+#: weight-only quantization: each M-tile dequantizes the weights it reads on the vector units
+DEQUANT_S = (S.X_w / S.B_w) * S.c_q * ceiling(S.M_g / _T_m) / S.R_v
+GEMM_COMPUTE_S = (S.F_m / (S.R * S.e_g * WAVE_EFFICIENCY * ROW_EFFICIENCY * S.K_g / (S.K_g + S.K_h)) + S.F_v / S.R_v
+                  + DEQUANT_S)
 GEMM_MEMORY_S = S.X_w / (S.BW * S.e_w) + (S.X_o + S.X_h) / (S.BW * S.e_m)
 GEMM_TIME_S = Max(GEMM_COMPUTE_S, GEMM_MEMORY_S) + S.t_k
 
@@ -86,6 +91,8 @@ class CostParams:
     step_s: float
     #: the same without CUDA graphs (host-side Python per step)
     eager_step_s: float
+    #: vector operations to dequantize one weight-only quantized element (int4/int8 -> 16 bit)
+    dequant_ops_per_weight: float = 0.0
     #: exponentials per clock per SM of the special-function units, and the clock (Hz)
     exp_per_clock_per_sm: int | None = None
     clock_hz: float | None = None
@@ -222,8 +229,12 @@ def kernel_count(ops, fusion: Fusion = Fusion()) -> Expr:
     return sum((k.repeat for k in kernels(ops, fusion) if k.kind != "stream" or not fusion.fold_elementwise), Integer(0))
 
 
-def accelerator_terms(acc, params: CostParams, dtype: str) -> dict:
-    """The constants the formulas take from the accelerator: rates, bandwidth, SMs, tiles."""
+def accelerator_terms(acc, params: CostParams, dtype: str, weight_dtype: str | None = None) -> dict:
+    """The constants the formulas take from the accelerator (rates, bandwidth, SMs, tiles)
+    and the dequantization work when ``weight_dtype`` is narrower than the GEMM ``dtype``."""
+    from perfmodel.units import dtype_bytes
+
+    weight_only = weight_dtype is not None and dtype_bytes(weight_dtype) < dtype_bytes(dtype)
     vector = acc.vector_peak or acc.peak(dtype)
     # without a published special-function rate, exponentials are priced only as the
     # softmax's vector work
@@ -231,7 +242,8 @@ def accelerator_terms(acc, params: CostParams, dtype: str) -> dict:
                 if params.exp_per_clock_per_sm and params.clock_hz and acc.sm_count else oo)
     return {S.R: acc.peak(dtype), S.R_v: vector, S.R_x: exp_rate, S.BW: acc.memory_bandwidth_bytes_per_s,
             # no SM count (a user's part, TPUs): no wave quantization
-            S.n_sm: acc.sm_count or oo, S.T_n: params.tile_n, S.T_lo: params.tile_m_min, S.T_hi: params.tile_m_max}
+            S.n_sm: acc.sm_count or oo, S.T_n: params.tile_n, S.T_lo: params.tile_m_min, S.T_hi: params.tile_m_max,
+            S.c_q: params.dequant_ops_per_weight if weight_only else 0}
 
 
 @lru_cache(maxsize=256)

@@ -107,6 +107,8 @@ e_a = dim("e_a", "achievable fraction of the matrix peak inside attention at lon
 o_x = dim("o_x", "fraction of the softmax time hidden under attention's matrix products (FA3 overlaps, FA2 does not)",
           "fraction", integer=False, zero=True)
 k_h = dim("k_h", "keys per query at which attention reaches half its plateau rate", "keys", integer=False)
+c_q = dim("c_q", "vector operations to dequantize one weight element, once per M-tile (0: weights in the compute dtype)",
+          "ops", integer=False, zero=True)
 t_k = dim("t_k", "fixed time per kernel (launch gap, prologue, tail)", "s", integer=False)
 t_g = dim("t_g", "engine time between two kernels of a step (launch latency, synchronisation, drain)", "s", integer=False)
 t_l = dim("t_l", "host time to launch one kernel without CUDA graphs", "s", integer=False)
