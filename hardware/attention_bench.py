@@ -22,6 +22,8 @@ torch is imported inside the functions that need it, never at module import.
 
 from __future__ import annotations
 
+import io
+
 import math
 import os
 import sys
@@ -335,17 +337,21 @@ def rescore(path, accelerator: Accelerator | None = None, fit=None) -> pd.DataFr
     (``accelerator_key``), else the roof stored in the rows."""
     from hardware.catalog import catalog
 
+    from perfmodel.files import read_text
+
+    text = read_text(path, "measurements")
     try:
-        frame = pd.read_csv(path, keep_default_na=True)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise PerfmodelError(f"cannot read measurements {path}: {exc}") from None
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        raise PerfmodelError(f"measurements {path}: empty file (expected a CSV with a header row)") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise PerfmodelError(f"measurements {path}: malformed CSV: {' '.join(str(exc).split())[:150]}") from None
     needed = {"batch", "heads", "kv_heads", "head_dim", "seq_q", "seq_kv", "causal", "dtype", "pass", "measured_s"}
     missing = needed - set(frame.columns)
     if missing:
         raise PerfmodelError(f"measurements {path}: missing columns {', '.join(sorted(missing))}")
     keep = [c for c in frame.columns if c in needed or c in _MEASURED_COLUMNS]
-    frame = frame[keep].copy()
-    frame["causal"] = frame["causal"].astype(str).str.lower() == "true"
+    frame = _checked_measurements(frame[keep].copy(), path)
     for c, default in (("family", "unknown"), ("impl", "fused")):
         if c not in frame:
             frame[c] = default
@@ -359,6 +365,44 @@ def rescore(path, accelerator: Accelerator | None = None, fit=None) -> pd.DataFr
         key = frame.loc[frame["accelerator"] == name, "accelerator_key"].iloc[0]
         accelerators[name] = known[key] if isinstance(key, str) and key in known else accelerator_from_rows(frame, name)
     return score(frame, accelerators, fit)
+
+
+_COUNT_COLUMNS = ("batch", "heads", "kv_heads", "head_dim", "seq_q", "seq_kv")
+
+
+def _checked_measurements(frame: pd.DataFrame, path) -> pd.DataFrame:
+    """Measurement rows with every cell checked: positive whole counts, ``causal`` true or
+    false, known dtype and pass, ``measured_s`` a positive number (blank: not measured)."""
+    from perfmodel.units import DTYPES
+
+    if frame.empty:
+        raise PerfmodelError(f"measurements {path}: no rows under the header")
+
+    def bad(i: int, column: str, value, expected: str) -> PerfmodelError:
+        return PerfmodelError(f"measurements {path}: row {i + 2}: {column}: expected {expected}, got {value!r}")
+
+    for column in _COUNT_COLUMNS:
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        for i, (raw, v) in enumerate(zip(frame[column], numbers)):
+            if not (v >= 1 and v == int(v)):
+                raise bad(i, column, raw, "a positive whole number")
+        frame[column] = numbers.astype("int64")
+    measured = pd.to_numeric(frame["measured_s"], errors="coerce")
+    for i, (raw, v) in enumerate(zip(frame["measured_s"], measured)):
+        if not (pd.isna(raw) or (v > 0 and v < float("inf"))):
+            raise bad(i, "measured_s", raw, "a positive number of seconds (or blank)")
+    frame["measured_s"] = measured
+    flags = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
+    causal = [flags.get(str(v).strip().lower()) for v in frame["causal"]]
+    for i, (raw, v) in enumerate(zip(frame["causal"], causal)):
+        if v is None:
+            raise bad(i, "causal", raw, "true or false")
+    frame["causal"] = causal
+    for column, known in (("dtype", DTYPES), ("pass", ("fwd", "bwd", "fwd_bwd"))):
+        for i, v in enumerate(frame[column]):
+            if v not in known:
+                raise bad(i, column, v, f"one of {', '.join(known)}")
+    return frame
 
 
 #: columns a measurement CSV keeps when re-scored (provenance, the stored roof, timing)

@@ -14,6 +14,7 @@ import numpy as np
 
 from perfmodel.efficiency import PARAMETERS, Features, Fit, KernelEfficiency, _Batch, _times
 from perfmodel.errors import PerfmodelError
+from perfmodel.files import parse_json, write_text
 
 FIT_METHOD = ("least squares on ln(time), Levenberg-Marquardt (numpy, central-difference Jacobian, "
               "best of 4 starts); bounded by transforms: e_max, f_causal, e_mem = sigmoid(u) in (0, 1); "
@@ -123,9 +124,7 @@ def fit_group(group: str, feats: list[Features], measured_s, acc, sources: Itera
 
 def save(fit: Fit, path) -> None:
     """Write ``fit`` as JSON with the fitting method beside its formula."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump({**fit.to_dict(), "fit_method": FIT_METHOD}, f, indent=2, allow_nan=False)
-        f.write("\n")
+    write_text(path, json.dumps({**fit.to_dict(), "fit_method": FIT_METHOD}, indent=2, allow_nan=False) + "\n")  # atomic
 
 
 def load_fit(path=None) -> Fit:
@@ -138,10 +137,29 @@ def load_fit(path=None) -> Fit:
                 text = f.read()
     except OSError as exc:
         raise PerfmodelError(f"cannot read efficiency fit {path or FIT_FILE}: {exc.strerror or exc}") from None
+    data = parse_json(text, f"efficiency fit {path or FIT_FILE}")
+    _check_fit(data, f"efficiency fit {path or FIT_FILE}")
     try:
-        return Fit.from_dict(json.loads(text))
-    except (json.JSONDecodeError, TypeError) as exc:
+        return Fit.from_dict(data)
+    except (TypeError, ValueError) as exc:
         raise PerfmodelError(f"efficiency fit {path or FIT_FILE}: {exc}") from None
+
+
+def _check_fit(data, origin: str) -> None:
+    """The shape :meth:`Fit.from_dict` reads: an object whose ``groups`` map names to
+    objects with finite numbers for the parameters."""
+    if not isinstance(data, dict):
+        raise PerfmodelError(f"{origin}: expected a JSON object, got {type(data).__name__}")
+    groups = data.get("groups", {})
+    if not isinstance(groups, dict):
+        raise PerfmodelError(f"{origin}: groups: expected an object of groups, got {type(groups).__name__}")
+    for key, group in groups.items():
+        if not isinstance(group, dict):
+            raise PerfmodelError(f"{origin}: group {key}: expected an object, got {type(group).__name__}")
+        for name in (*PARAMETERS, "rms_log_error"):
+            v = group.get(name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise PerfmodelError(f"{origin}: group {key}: {name}: expected a number, got {v!r}")
 
 
 def today() -> str:

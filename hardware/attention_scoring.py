@@ -190,5 +190,7 @@ def plot(rows: pd.DataFrame, path) -> None:
               title="achieved rate")
     right.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    from perfmodel.files import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp))  # no half-made chart on failure
     plt.close(fig)
