@@ -294,9 +294,9 @@ def _derived(sc: Scenario, frame: pd.DataFrame) -> pd.DataFrame:
     frame["expected_tokens_per_s"] = n_tokens / frame["expected_time_s"]
     if not sc.options.training and getattr(sc.accelerator, "cost", None) is not None:
         # the default prediction: the calibrated cost model (time_s stays the pure bound)
-        from perfmodel.request import calibrated_step
+        from perfmodel.request import calibrated_seconds
 
-        calibrated = value(calibrated_step(sc), sc.values)
+        calibrated = calibrated_seconds(sc)
         frame.insert(frame.columns.get_loc("time_s"), "calibrated_time_s", calibrated)
         frame["calibrated_tokens_per_s"] = n_tokens / calibrated
     if sc.phase == "decode":

@@ -226,6 +226,17 @@ def kernel_time(kernel: Kernel, fusion: Fusion = Fusion()) -> Expr:
     return time
 
 
+def step_seconds(ops, values: Mapping, fusion: Fusion = Fusion()) -> Expr:
+    """:func:`step_time` with every symbol bound by ``values``, each kernel's inputs made
+    numbers before they enter its formula (exact, and fast: no symbolic ``Max`` to order)."""
+    total = Integer(0)
+    for k in kernels(ops, fusion):
+        numeric = {key: sympify(v).xreplace(values) for key, v in k.inputs.items() if key != "group"}
+        bound = Kernel(k.kind, k.name, numeric, sympify(k.repeat).xreplace(values))
+        total += kernel_time(bound, fusion).xreplace(values) * bound.repeat
+    return total
+
+
 def step_time(ops, fusion: Fusion = Fusion()) -> Expr:
     """Seconds of one step's kernels (forward ops), each times the layers that run it."""
     return sum((kernel_time(k, fusion) * k.repeat for k in kernels(ops, fusion)), Integer(0))

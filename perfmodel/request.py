@@ -92,6 +92,20 @@ def calibrated_step(sc: Scenario, fusion: Fusion = Fusion()) -> Expr:
     return cost_step_time(ops, fusion).xreplace({k: nsimplify_rate(v) for k, v in terms.items()}) + nsimplify_rate(overhead)
 
 
+def calibrated_seconds(sc: Scenario, fusion: Fusion = Fusion()) -> float:
+    """:func:`calibrated_step` at the scenario's own ``b``, ``s``, ``t``, as a number."""
+    from perfmodel.cost import step_seconds
+    from perfmodel.evaluate import number
+
+    acc = sc.require_accelerator()
+    params = cost_params(acc)
+    ops = [op for op in sc.table.ops if op.pass_ == "fwd"]
+    terms = {**accelerator_terms(acc, params, gemm_dtype(sc), sc.weight_dtype), **dict(zip(PARAMETERS, params.vector(gemm_dtype(sc))))}
+    values = {**sc.values, **{k: nsimplify_rate(v) for k, v in terms.items()}}
+    overhead = params.step_s if fusion.cuda_graphs else params.eager_step_s
+    return float(number(step_seconds(ops, values, fusion))) + overhead
+
+
 def nsimplify_rate(v):
     """A float term as an exact rational (so formulas stay exact sympy)."""
     from sympy import Rational, oo
