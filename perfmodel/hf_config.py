@@ -602,6 +602,12 @@ def _deepseek(c: Config) -> dict:
     )
 
 
+def _gpt_mlp(c: Config, hidden: int) -> FFN:
+    """GPT-2/GPT-J's MLP: biased, plain, ``n_inner`` wide (null: 4·n_embd), gelu_new."""
+    return FFN(c.int("n_inner", default=None) or 4 * hidden, gated=False,
+               activation=c.activation("activation_function", default="gelu_new"), bias=True)
+
+
 @reader("gpt2")
 def _gpt2(c: Config) -> dict:
     if c.get("add_cross_attention", default=False):
@@ -610,12 +616,7 @@ def _gpt2(c: Config) -> dict:
     heads = c.int("n_head", "num_attention_heads")
     head_dim = derived_head_dim(hidden, heads)
     attention = Attention(heads, heads, head_dim, qkv_bias=True, o_bias=True, fused_qkv=True, rope=False)
-    ffn = FFN(
-        c.int("n_inner", default=None) or 4 * hidden,
-        gated=False,
-        activation=c.activation("activation_function", default="gelu_new"),
-        bias=True,
-    )
+    ffn = _gpt_mlp(c, hidden)
     norm = Norm("layer", bias=True)
     layer = Layer(attention, ffn, norm=norm)
     return dict(
@@ -664,12 +665,7 @@ def _gptj(c: Config) -> dict:
     if rotary > head_dim:
         raise ConfigError("rotary_dim", f"rotates {rotary} features of a {head_dim}-wide head")
     attention = Attention(heads, heads, head_dim, rotary_dim=None if rotary == head_dim else rotary)
-    ffn = FFN(
-        c.int("n_inner", default=None) or 4 * hidden,
-        gated=False,
-        activation=c.activation("activation_function", default="gelu_new"),
-        bias=True,
-    )
+    ffn = _gpt_mlp(c, hidden)
     norm = Norm("layer", bias=True)
     layer = Layer(attention, ffn, norm=norm, norms=("attn.norm",), parallel=True)
     return dict(
