@@ -32,7 +32,8 @@ class Count(click.ParamType):
         if isinstance(value, int):
             return value
         try:
-            return parse_count(value, f"--{param.name}" if param else "count", self.minimum)
+            flag = next((o for o in param.opts if o.startswith("--")), f"--{param.name}") if param else "count"
+            return parse_count(value, flag, self.minimum)
         except PerfmodelError as exc:
             self.fail(str(exc), param, ctx)
 
