@@ -391,9 +391,26 @@ def formula(name: str, sc: Scenario, *, as_latex: bool = False) -> pd.DataFrame:
 
 
 
+def call_seconds(call: AttentionCall, acc) -> float:
+    """A fused attention call's seconds by the calibrated cost model (its kernels timed
+    alone: no gap between kernels); NaN for a naive call or a part without cost terms."""
+    from perfmodel import symbols as S
+    from perfmodel.cost import PARAMETERS, Fusion, accelerator_terms, step_seconds
+    from perfmodel.request import nsimplify_rate
+
+    params = getattr(acc, "cost", None)
+    if params is None or call.impl != "fused":
+        return float("nan")
+    terms = {**accelerator_terms(acc, params, call.dtype), **dict(zip(PARAMETERS, params.vector(call.dtype))), S.t_g: 0}
+    values = {**call.values, **{k: nsimplify_rate(v) for k, v in terms.items()}}
+    ops = [op for launch in call.kernels() for op in launch]
+    return float(number(step_seconds(ops, values, Fusion())))
+
+
 def attention_call(acc, *, compute_efficiency=None, bandwidth_efficiency=None, **call) -> pd.DataFrame:
-    """One attention kernel call on ``acc``: FLOPs (FlashAttention convention), bytes,
-    the pure roofline time and the time with achievable efficiencies applied."""
+    """One attention kernel call on ``acc``: FLOPs (FlashAttention convention), bytes, the
+    calibrated cost model's time (the default prediction), the pure roofline time (the
+    bound, ``predicted_s``) and the time with the catalog's flat efficiencies."""
     call = AttentionCall(**call)
     default = Efficiency.catalog_default(acc)
     efficiency = Efficiency(
@@ -401,6 +418,7 @@ def attention_call(acc, *, compute_efficiency=None, bandwidth_efficiency=None, *
         default.bandwidth if bandwidth_efficiency is None else bandwidth_efficiency,
     )
     pure, expected = predict(call, acc), predict(call, acc, efficiency)
+    calibrated = call_seconds(call, acc)
     row = {
         "gpu": acc.name,
         "batch": call.batch,
@@ -415,6 +433,8 @@ def attention_call(acc, *, compute_efficiency=None, bandwidth_efficiency=None, *
         "flops": pure["flops"],
         "vector_flops": pure["vector_flops"],
         "bytes": pure["bytes"],
+        "calibrated_s": calibrated,
+        "calibrated_tflops_per_s": pure["flops"] / calibrated / 1e12 if calibrated == calibrated else float("nan"),
         "predicted_s": pure["predicted_s"],
         "predicted_tflops_per_s": pure["predicted_tflops_per_s"],
         "bound": pure["bound"],

@@ -149,3 +149,25 @@ def test_dequantization_by_hand():
     assert accelerator_terms(acc, acc.cost, "fp16", "int4")[S.c_q] == acc.cost.dequant_ops_per_weight > 0
     assert accelerator_terms(acc, acc.cost, "fp16", "fp16")[S.c_q] == 0
     assert accelerator_terms(get_accelerator("h100"), acc.cost, "fp8", "fp8")[S.c_q] == 0
+
+
+def _attention_errors(family, pass_, dtype):
+    from hardware import published
+    from hardware.attention_scoring import call_of
+    from perfmodel.api import call_seconds
+
+    rows = published.predicted()
+    rows = rows[rows["scored"] & (rows["family"] == family) & (rows["pass"] == pass_) & (rows["dtype"] == dtype)
+                & (rows["accelerator"] == "h100-sxm") & (rows["regime"] == "prefill")]
+    acc = get_accelerator("h100-sxm")
+    return np.array([call_seconds(call_of(r), acc) / r["measured_s"] - 1 for r in rows.to_dict("records")])
+
+
+def test_attention_against_published_fa3():
+    """FlashAttention-3 on H100 SXM (FA3 paper figures, tritonbench; attention-measurements*.csv):
+    the forward calls the attention terms were fitted to within 10% at the median, and
+    the backward (never fitted: its plateau fraction comes from FA2's two passes) within 20%."""
+    fwd, bwd = _attention_errors("fa3", "fwd", "bf16"), _attention_errors("fa3", "bwd", "fp16")
+    assert len(fwd) >= 30 and len(bwd) >= 10
+    assert np.median(np.abs(fwd)) < 0.10
+    assert np.median(np.abs(bwd)) < 0.20
