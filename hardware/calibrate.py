@@ -27,7 +27,8 @@ import numpy as np
 from hardware import e2e, gemm_fit
 from hardware.cost_data import FILE, params_for, stored
 from hardware.cost_fit import fit
-from perfmodel.cost import FORMULAS, _compiled
+from perfmodel.cost import FORMULAS
+from perfmodel.evaluate import vectorised
 
 #: reference clocks the dense peaks are computed at (hw-notes §2), for the SFU rate
 CLOCKS = {
@@ -128,7 +129,7 @@ def _attention_seconds(feats, params):
     from perfmodel.cost import ATTENTION_TIME_S
 
     args = (S.F_m, S.F_v, S.N_x, S.X_o, S.N_g, S.R, S.R_v, S.R_x, S.BW, S.X_h, S.e_m, S.e_a, S.k_h, S.o_x, S.t_k)
-    f = _compiled(ATTENTION_TIME_S, args)
+    f = vectorised(ATTENTION_TIME_S, {}, args)
     out = np.zeros(len(feats))
     for launch in range(max(len(x) for x in feats)):
         cols = [np.array([x[launch].get(str(a), 0.0) if launch < len(x) else 0.0 for x in feats]) for a in args[:9]]

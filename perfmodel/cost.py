@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from types import MappingProxyType
 
 from sympy import Expr, Integer, Max, Min, Piecewise, ceiling, log, oo, sympify
@@ -264,16 +263,8 @@ def accelerator_terms(acc, params: CostParams, dtype: str, weight_dtype: str | N
             S.c_q: params.dequant_ops_per_weight if weight_only else 0}
 
 
-@lru_cache(maxsize=256)
-def _compiled(expr: Expr, args: tuple):
-    from sympy import lambdify
-
-    return lambdify(args, expr, modules="numpy")
-
-
 def compile_step(expr: Expr, fixed: Mapping, free: tuple) -> callable:
-    """A numpy function of ``free + PARAMETERS`` for a step-time expression."""
-    from perfmodel.evaluate import partial
+    """A numpy function of ``free + PARAMETERS`` for a step-time expression (cached)."""
+    from perfmodel.evaluate import vectorised
 
-    args = tuple(free) + PARAMETERS
-    return _compiled(partial(expr, {k: v for k, v in fixed.items()}, free=args), args)
+    return vectorised(expr, fixed, tuple(free) + PARAMETERS)
