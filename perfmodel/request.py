@@ -80,16 +80,23 @@ def timer(sc: Scenario, fusion: Fusion, params) -> Timer:
 _TIMERS: dict = {}
 
 
+def _terms(sc: Scenario, fusion: Fusion) -> tuple[list, dict, float]:
+    """The step's forward ops, every cost-model term as an exact number, and the per-step overhead."""
+    acc = sc.require_accelerator()
+    params = cost_params(acc)
+    dtype = gemm_dtype(sc)
+    terms = {**accelerator_terms(acc, params, dtype, sc.weight_dtype), **dict(zip(PARAMETERS, params.vector(dtype)))}
+    overhead = params.step_s if fusion.cuda_graphs else params.eager_step_s
+    ops = [op for op in sc.table.ops if op.pass_ == "fwd"]
+    return ops, {k: nsimplify_rate(v) for k, v in terms.items()}, overhead
+
+
 def calibrated_step(sc: Scenario, fusion: Fusion = Fusion()) -> Expr:
     """The calibrated step time of ``sc`` as one expression over ``b``, ``s``, ``t``: the
     cost model's kernels with the accelerator's terms and fitted values put in, plus the
     per-step overhead."""
-    acc = sc.require_accelerator()
-    params = cost_params(acc)
-    ops = [op for op in sc.table.ops if op.pass_ == "fwd"]
-    terms = {**accelerator_terms(acc, params, gemm_dtype(sc), sc.weight_dtype), **dict(zip(PARAMETERS, params.vector(gemm_dtype(sc))))}
-    overhead = params.step_s if fusion.cuda_graphs else params.eager_step_s
-    return cost_step_time(ops, fusion).xreplace({k: nsimplify_rate(v) for k, v in terms.items()}) + nsimplify_rate(overhead)
+    ops, terms, overhead = _terms(sc, fusion)
+    return cost_step_time(ops, fusion).xreplace(terms) + nsimplify_rate(overhead)
 
 
 def calibrated_seconds(sc: Scenario, fusion: Fusion = Fusion()) -> float:
@@ -97,13 +104,8 @@ def calibrated_seconds(sc: Scenario, fusion: Fusion = Fusion()) -> float:
     from perfmodel.cost import step_seconds
     from perfmodel.evaluate import number
 
-    acc = sc.require_accelerator()
-    params = cost_params(acc)
-    ops = [op for op in sc.table.ops if op.pass_ == "fwd"]
-    terms = {**accelerator_terms(acc, params, gemm_dtype(sc), sc.weight_dtype), **dict(zip(PARAMETERS, params.vector(gemm_dtype(sc))))}
-    values = {**sc.values, **{k: nsimplify_rate(v) for k, v in terms.items()}}
-    overhead = params.step_s if fusion.cuda_graphs else params.eager_step_s
-    return float(number(step_seconds(ops, values, fusion))) + overhead
+    ops, terms, overhead = _terms(sc, fusion)
+    return float(number(step_seconds(ops, {**sc.values, **terms}, fusion))) + overhead
 
 
 def nsimplify_rate(v):
