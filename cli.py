@@ -530,6 +530,89 @@ def request(arch, gpu, batch, prompt, output_tokens, by, plot, cuda_graphs, merg
     return frame
 
 
+def serving_options(fn):
+    fn = click.option("--kv-policy", type=click.Choice(["reserve", "on-demand"]), default="reserve", show_default=True, help="reserve: a request holds KV blocks for prompt + output from admission (TensorRT-LLM guaranteed-no-evict); on-demand: its mean need (vLLM)")(fn)
+    fn = click.option("--prefix-hit-rate", type=float, default=0.0, show_default=True, help="fraction of each prompt found in the prefix cache (whole blocks, shared)")(fn)
+    fn = click.option("--memory-fraction", type=float, default=0.9, show_default=True, help="of GPU memory the engine takes for weights, activations and the KV pool")(fn)
+    fn = click.option("--block-size", type=click.IntRange(1), default=16, show_default=True, help="tokens per paged KV block")(fn)
+    fn = click.option("--max-seqs", type=click.IntRange(1), default=2048, show_default=True, help="running sequences at most")(fn)
+    fn = click.option("--chunk-tokens", type=Count(), default="8192", show_default=True, help="chunked prefill: tokens per step (decode tokens plus prompt chunks)")(fn)
+    fn = click.option("--chunked-prefill/--no-chunked-prefill", default=True, show_default=True, help="off: each prompt runs in a prefill step of its own while decoding waits")(fn)
+    return fn
+
+
+def serving_deployment(arch, gpu, compute_efficiency, bandwidth_efficiency, cuda_graphs, merge_projections, fold_elementwise, kw):
+    """The single-GPU StepModel, the Engine and the Workload for the serving commands."""
+    from perfmodel.cost import Fusion
+    from perfmodel.serving import Engine, Workload, single_gpu
+
+    sc = scenario(arch, "decode", gpu=gpu, compute_efficiency=compute_efficiency, bandwidth_efficiency=bandwidth_efficiency,
+                  **{k: kw.pop(k) for k in ("weight_dtype", "act_dtype", "kv_dtype")})
+    fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
+    engine = Engine(chunk_tokens=kw.pop("chunk_tokens") if kw.pop("chunked_prefill") else None, max_seqs=kw.pop("max_seqs"),
+                    block_size=kw.pop("block_size"), memory_fraction=kw.pop("memory_fraction"),
+                    prefix_hit_rate=kw.pop("prefix_hit_rate"), kv_policy=kw.pop("kv_policy"), fusion=fusion)
+    prompt, output, workload = kw.pop("prompt"), kw.pop("output_tokens"), kw.pop("workload")
+    if workload is not None:
+        if prompt is not None or output is not None:
+            raise PerfmodelError("give --workload or --prompt/--output, not both")
+        work = Workload.read_csv(workload)
+    elif prompt is None or output is None:
+        raise PerfmodelError("give --prompt and --output (or a --workload CSV)")
+    else:
+        work = Workload.fixed(prompt, output)
+    return sc, single_gpu(sc, fusion), engine, work
+
+
+@cli.command()
+@model_option
+@gpu_option(required=True)
+@click.option("--prompt", type=Count(), help=f"prompt tokens per request ({SIZE_HELP})")
+@click.option("--output", "output_tokens", type=Count(), help=f"generated tokens per request ({SIZE_HELP})")
+@click.option("--workload", type=click.Path(dir_okay=False, path_type=Path), help="CSV of request classes: prompt, output and weight (or count) columns; gives p50/p90")
+@click.option("--concurrency", type=float, help="requests in the system (closed loop)")
+@click.option("--rate", type=float, help="arrivals per second (open loop, Poisson: M/D/1 admission wait)")
+@click.option("--curve", is_flag=True, help="one row per concurrency, doubling up to the largest that fits")
+@click.option("--gpu-hour-price", type=float, help="USD per GPU hour (default: the list price in hardware/data/gpu-prices.csv, if any)")
+@serving_options
+@dtype_options
+@fusion_options
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw the latency-throughput curve over concurrency (PNG/SVG/PDF)")
+@output_options(flag="--output-file")
+def serve(arch, gpu, concurrency, rate, curve, gpu_hour_price, plot, cuda_graphs, merge_projections, fold_elementwise,
+          compute_efficiency, bandwidth_efficiency, **kw):
+    """Steady-state serving under continuous batching on one GPU.
+
+    \b
+    Closed loop at --concurrency, open loop at --rate, or (neither) saturated at the
+    largest concurrency the paged KV cache holds. Throughput (requests/s, input, output
+    and total tokens/s, per GPU), mean TTFT/TPOT/e2e (p50/p90 with a --workload
+    distribution), what binds (kv_capacity, max_seqs, token_budget, compute,
+    bandwidth), $/million tokens and an energy estimate. The file flag is --output-file:
+    --output is the number of generated tokens. Queueing model: README "Serving"."""
+    from hardware.prices import list_price
+    from perfmodel import serving
+
+    sc, step, engine, work = serving_deployment(arch, gpu, compute_efficiency, bandwidth_efficiency, cuda_graphs,
+                                                merge_projections, fold_elementwise, kw)
+    source = "given"
+    if gpu_hour_price is None:
+        gpu_hour_price, source = list_price(sc.accelerator.key)
+    price = {"gpu_hour_usd": gpu_hour_price, "price_source": source}
+    if curve or plot:
+        if concurrency is not None or rate is not None:
+            raise PerfmodelError("--curve/--plot sweep the concurrency; leave out --concurrency and --rate")
+        frame = serving.curve(step, work, engine, **price)
+        if plot:
+            from perfmodel.plots import serving_chart
+
+            serving_chart(frame, plot)
+        if not curve:
+            frame = serving.report(step, work, engine, **price)
+        return frame
+    return serving.report(step, work, engine, concurrency=concurrency, rate=rate, **price)
+
+
 @cli.group()
 def validate():
     """Check the model against measurements: timed here, published, or stored."""
