@@ -646,15 +646,16 @@ def validate_attention(device, grid, gpu, threads, published, measured, by, out_
 @click.option("--by", default="study", show_default=True, help="row, all, or a summary per comma-separated keys: study, engine, gpu, accelerator, weight_dtype, metric, tier, model, batch")
 @click.option("--in-sample-only", is_flag=True, help="skip the leave-one-source-out predictions")
 @click.option("--unmapped", is_flag=True, help="list the rows that are not scored, with the reason")
+@click.option("--kind", type=click.Choice(["fixed", "serving"]), default="fixed", show_default=True, help="fixed: fixed-batch rows (tier A/B) by the request model; serving: scheduler rows (tier C) by the serving model")
 @output_options
-def validate_e2e(published, by, in_sample_only, unmapped):
+def validate_e2e(published, by, in_sample_only, unmapped, kind):
     """Request latencies against published engine runs (one GPU, fixed batch): error =
     predicted/measured - 1 on times (a rate's error is taken on the time it implies, so
     negative is too fast), for the pure roofline, the old flat efficiencies, the
     calibrated cost model in sample, and leave-one-source-out (loso)."""
     from hardware.e2e import report
 
-    return report(by, out_of_sample=not in_sample_only, unmapped=unmapped)
+    return report(by, out_of_sample=not in_sample_only, unmapped=unmapped, kind=kind)
 
 
 # --- batch: many rows of one table command, in one process -----------------------------

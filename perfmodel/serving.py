@@ -127,6 +127,7 @@ class Engine:
     max_seqs: int = 2048
     block_size: int = 16
     memory_fraction: float = 0.9
+    memory_of: str = "total"
     prefix_hit_rate: float = 0.0
     kv_policy: str = "reserve"
     fusion: Fusion = field(default_factory=Fusion)
@@ -140,6 +141,8 @@ class Engine:
             raise PerfmodelError(f"memory fraction: {self.memory_fraction} must be in (0, 1]")
         if not 0 <= self.prefix_hit_rate < 1:
             raise PerfmodelError(f"prefix hit rate: {self.prefix_hit_rate} must be in [0, 1)")
+        if self.memory_of not in ("total", "free"):
+            raise PerfmodelError(f"memory fraction of: {self.memory_of!r} is not one of total, free")
         if self.kv_policy not in ("reserve", "on-demand"):
             raise PerfmodelError(f"kv policy: {self.kv_policy!r} is not one of reserve, on-demand")
 
@@ -152,7 +155,7 @@ class StepModel:
     """One deployment's step: ``seconds(d, t_d, q, p, t_p)`` of a step with ``d`` decode
     sequences at mean context ``t_d`` and ``p`` prompt tokens of ``q`` sequences after
     ``t_p`` cached ones; ``roofline(...)`` the same as (compute_s, memory_s);
-    ``kv_pool_bytes(budget)`` the KV memory; ``kv_token_bytes``; ``gpus``."""
+    ``kv_pool_bytes(budget, fraction, of)`` the KV memory; ``kv_token_bytes``; ``gpus``."""
 
     seconds: callable
     roofline: callable
@@ -215,9 +218,11 @@ def single_gpu(sc: Scenario, fusion: Fusion = Fusion()) -> StepModel:
     weights = value(memory(pre.table)["weights_bytes"], pre.values)
     per_token = float(value(kv_cache_bytes_per_token(sc.arch, dec.options), dec.values))
 
-    def kv_pool_bytes(budget: int, fraction: float) -> float:
+    def kv_pool_bytes(budget: int, fraction: float, of: str = "total") -> float:
         act = sc.but(phase="prefill", seq=int(budget), context=0, batch=1)
         activations = value(memory(act.table)["activation_bytes"], act.values)
+        if of == "free":
+            return fraction * (acc.memory_bytes - weights - activations)
         return fraction * acc.memory_bytes - weights - activations
 
     return StepModel(seconds, roofline, kv_pool_bytes, per_token, 1, sc.arch.name, acc.name, acc.tdp_w)
@@ -229,7 +234,7 @@ def single_gpu(sc: Scenario, fusion: Fusion = Fusion()) -> StepModel:
 def kv_capacity(step: StepModel, work: Workload, engine: Engine) -> dict:
     """Paged KV: the pool, its blocks, blocks per request and the largest concurrency."""
     budget = engine.chunk_tokens or max(work.prompts)
-    pool = step.kv_pool_bytes(budget, engine.memory_fraction)
+    pool = step.kv_pool_bytes(budget, engine.memory_fraction, engine.memory_of)
     prefix = prefix_tokens(work, engine)
     values = {KV_POOL: max(pool, 0), KV_TOKEN: step.kv_token_bytes, BLOCK: engine.block_size,
               PREFIX: max(prefix.mean(), 1e-9),
