@@ -613,6 +613,78 @@ def serve(arch, gpu, concurrency, rate, curve, gpu_hour_price, plot, cuda_graphs
     return serving.report(step, work, engine, concurrency=concurrency, rate=rate, **price)
 
 
+@cli.command()
+@model_option
+@gpu_option(required=True)
+@click.option("--draft", help="draft model: preset or config.json (`none`: n-gram or self-speculation, zero draft cost)", required=True)
+@click.option("--draft-set", "draft_sets", multiple=True, metavar="KEY=VALUE", help="override a field of the draft's config (repeatable)")
+@click.option("--k", "k", type=int, required=True, help="tokens the draft proposes per target step")
+@click.option("--alpha", type=float, help="per-token acceptance rate, in [0, 1)")
+@click.option("--acceptance", help="measured acceptance-length distribution: k+1 comma-separated probabilities of 0..k draft tokens accepted")
+@click.option("--context", type=Count(), default="2048", show_default=True, help=f"cached tokens per sequence ({SIZE_HELP})")
+@click.option("--max-batch", type=Count(), default="1024", show_default=True, help="largest batch of the sweep (batches double from 1)")
+@dtype_options
+@fusion_options
+@output_options
+def speculate(arch, gpu, draft, draft_sets, k, alpha, acceptance, context, max_batch, cuda_graphs, merge_projections,
+              fold_elementwise, compute_efficiency, bandwidth_efficiency, **kw):
+    """Speculative decoding against plain decoding, one row per batch.
+
+    \b
+    Tokens per target step E = (1 - alpha^(k+1)) / (1 - alpha) (Leviathan et al. 2023),
+    or the mean of a measured acceptance distribution; a step is k draft decode steps
+    plus one target verify of k+1 tokens against the context. speedup = E x plain
+    step / speculative step; break_even_batch: the first batch where it is below 1."""
+    from perfmodel.cost import Fusion
+    from perfmodel.presets import load_model
+    from perfmodel.speculative import EXPLANATION, Acceptance, report
+
+    lengths = ()
+    if acceptance is not None:
+        try:
+            lengths = tuple(float(v) for v in acceptance.split(","))
+        except ValueError:
+            raise PerfmodelError(f"--acceptance {acceptance!r}: expected comma-separated probabilities") from None
+    acc = Acceptance(k, alpha, lengths)
+    dtypes = {k_: kw.pop(k_) for k_ in ("weight_dtype", "act_dtype", "kv_dtype")}
+    target = scenario(arch, "decode", gpu=gpu, compute_efficiency=compute_efficiency, bandwidth_efficiency=bandwidth_efficiency, **dtypes)
+    draft_sc = None
+    if draft.lower() != "none":
+        draft_sc = scenario(load_model(draft, parse_sets(draft_sets)), "decode", gpu=gpu, compute_efficiency=compute_efficiency,
+                            bandwidth_efficiency=bandwidth_efficiency, **dtypes)
+    elif draft_sets:
+        raise PerfmodelError("--draft-set needs a --draft model")
+    fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
+    batches = [2 ** i for i in range(0, 64) if 2 ** i <= max_batch]
+    frame = report(target, draft_sc, acc, context, batches, fusion)
+    even = frame["break_even_batch"].iloc[0]
+    click.echo("note: " + EXPLANATION.format(e=acc.expected_tokens(), b=even if even is not None else f"none up to {batches[-1]}"), err=True)
+    return frame
+
+
+@cli.command("no-cache")
+@model_option
+@gpu_option(required=True)
+@click.option("--batch", type=Count(), default=1, show_default=True, help="sequences generated together")
+@click.option("--prompt", type=Count(), required=True, help=f"prompt tokens ({SIZE_HELP})")
+@click.option("--output", "output_tokens", type=Count(), required=True, help=f"generated tokens ({SIZE_HELP})")
+@dtype_options
+@fusion_options
+@output_options(flag="--output-file")
+def no_cache(arch, gpu, batch, prompt, output_tokens, cuda_graphs, merge_projections, fold_elementwise,
+             compute_efficiency, bandwidth_efficiency, **kw):
+    """Generation without a KV cache (the whole prefix recomputed for every token)
+    against cached decoding: cumulative FLOPs, bytes and calibrated time, and their
+    ratios, as the output grows (rows at doubling output lengths)."""
+    from perfmodel.cost import Fusion
+    from perfmodel.nokv import report
+
+    sc = scenario(arch, "decode", batch=batch, gpu=gpu, compute_efficiency=compute_efficiency,
+                  bandwidth_efficiency=bandwidth_efficiency, **kw)
+    fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
+    return report(sc, prompt, output_tokens, fusion)
+
+
 @cli.group()
 def validate():
     """Check the model against measurements: timed here, published, or stored."""
