@@ -293,7 +293,10 @@ def steady_state(step: StepModel, work: Workload, engine: Engine, concurrency: f
             mean_step = f * t_pf + (1 - f) * t_d
             x = f * chunk / mean_new / mean_step
             mix = [((d, t_dec, q, chunk, t_pre), f / mean_step), ((d, t_dec, 0, 0, 0), (1 - f) / mean_step)]
-            return {"x": x, "tpot": mean_step, "ttft": np.ceil(new / room) * t_pf, "f": f, "chunk": chunk,
+            # a prompt rides in steps that carry at least its own tokens (up to the budget)
+            own = np.array([float(step.seconds(d, t_dec, max(q, 1.0), c, h + max(n - c, 0) / 2)) if c > chunk else t_pf
+                            for n, h, c in zip(new, cached, np.minimum(room, new))])
+            return {"x": x, "tpot": mean_step, "ttft": np.ceil(new / room) * own, "f": f, "chunk": chunk,
                     "t_prefill_step": t_pf, "t_decode_step": t_d, "mean_step": mean_step, "mix": mix}
         tau = np.array([float(step.seconds(0, 0, 1, p, c)) for p, c in zip(new, cached)])
         t_d = float(step.seconds(d, t_dec, 0, 0, 0)) if d > 0 else 0.0
