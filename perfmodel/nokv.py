@@ -21,16 +21,16 @@ from perfmodel.request import STEP, _fixed, cost_params, gemm_dtype, timer
 from perfmodel.scenario import Scenario
 
 
-def _fields(sc: Scenario):
+def _fields(sc: Scenario, fields):
     ops = [op for op in sc.table.ops if op.pass_ == "fwd"]
-    sums = totals(ops, ("flops", "bytes"))
+    sums = totals(ops, fields)
     return {k: vectorised(v, _fixed(sc), STEP) for k, v in sums.items()}
 
 
-def report(sc: Scenario, prompt: int, output: int, fusion: Fusion = Fusion(), points: int = 12):
-    """Cumulative FLOPs, bytes and calibrated seconds of generating ``output`` tokens
-    after ``prompt`` with and without a KV cache, at output lengths doubling up to
-    ``output`` (one row each), and their ratios (no cache / cache)."""
+def report(sc: Scenario, prompt: int, output: int, fusion: Fusion = Fusion(), fields=("flops", "bytes")):
+    """Cumulative ``fields`` (table totals: FLOPs, bytes) and calibrated seconds of
+    generating ``output`` tokens after ``prompt`` with and without a KV cache, at output
+    lengths doubling up to ``output`` (one row each), and their ratios (no cache / cache)."""
     import pandas as pd
 
     if prompt < 1 or output < 2:
@@ -42,21 +42,20 @@ def report(sc: Scenario, prompt: int, output: int, fusion: Fusion = Fusion(), po
     params = cost_params(sc.require_accelerator())
     pre = sc.but(phase="prefill", seq=prompt, context=0)
     dec = sc.but(phase="decode", seq=1, context=prompt)
-    fp, fd = _fields(pre), _fields(dec)
+    fp, fd = _fields(pre, fields), _fields(dec, fields)
     tp, td = timer(pre, fusion, params), timer(dec, fusion, params)
     dtype = gemm_dtype(sc)
     steps = np.arange(1, output, dtype=float)  # token i + 1 comes from step i
-    nokv = {"flops": fp["flops"](b, prompt + steps, 0), "bytes": fp["bytes"](b, prompt + steps, 0),
+    nokv = {**{f: fp[f](b, prompt + steps, 0) for f in fields},
             "time_s": tp.calibrated(b, prompt + steps, 0, params, dtype, fusion)}
-    cached = {"flops": fd["flops"](b, 1, prompt + steps - 1), "bytes": fd["bytes"](b, 1, prompt + steps - 1),
+    cached = {**{f: fd[f](b, 1, prompt + steps - 1) for f in fields},
               "time_s": td.calibrated(b, 1, prompt + steps - 1, params, dtype, fusion)}
-    first = {"flops": fp["flops"](b, prompt, 0), "bytes": fp["bytes"](b, prompt, 0),
-             "time_s": tp.calibrated(b, prompt, 0, params, dtype, fusion)}
+    first = {**{f: fp[f](b, prompt, 0) for f in fields}, "time_s": tp.calibrated(b, prompt, 0, params, dtype, fusion)}
     lengths = sorted({min(2 ** i, output) for i in range(1, 64) if 2 ** (i - 1) < output} | {output})
     rows = []
     for m in lengths:
         row = {"model": sc.arch.name, "gpu": sc.accelerator.name, "batch": b, "prompt": prompt, "output": m}
-        for key in ("flops", "bytes", "time_s"):
+        for key in (*fields, "time_s"):
             with_cache = float(first[key] + np.sum(np.broadcast_to(cached[key], steps.shape)[: m - 1]))
             without = float(first[key] + np.sum(np.broadcast_to(nokv[key], steps.shape)[: m - 1]))
             name = key.removesuffix("_s")
