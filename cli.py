@@ -551,7 +551,7 @@ def serving_deployment(arch, gpu, compute_efficiency, bandwidth_efficiency, cuda
     fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
     engine = Engine(chunk_tokens=kw.pop("chunk_tokens") if kw.pop("chunked_prefill") else None, max_seqs=kw.pop("max_seqs"),
                     block_size=kw.pop("block_size"), memory_fraction=kw.pop("memory_fraction"),
-                    prefix_hit_rate=kw.pop("prefix_hit_rate"), kv_policy=kw.pop("kv_policy"), fusion=fusion)
+                    prefix_hit_rate=kw.pop("prefix_hit_rate"), kv_policy=kw.pop("kv_policy"))
     prompt, output, workload = kw.pop("prompt"), kw.pop("output_tokens"), kw.pop("workload")
     if workload is not None:
         if prompt is not None or output is not None:

@@ -16,8 +16,10 @@ approximation):
 
 A mixed step's time is the calibrated cost model's (:mod:`perfmodel.cost`): the
 projections, MLP and LM head run once over all the step's tokens (the weights are read
-once), attention runs per group (decode sequences at their mean context; the prefill
-chunk against the mean cached prefix), plus the engine's per-step overhead.
+once; the prefill table's form, e.g. MLA expanded), attention runs per group (decode
+sequences at their mean context; the prefill chunk against the mean cached prefix),
+plus the engine's per-step overhead. A decode-only step is exactly the request
+model's decode step, a prompt alone its prefill step.
 
 **Rate mode** (open loop, Poisson arrivals at ``λ``): the concurrency is the one whose
 closed-loop throughput is ``λ``, and admission adds an M/D/1 wait
@@ -35,13 +37,11 @@ another ``StepModel`` with its own ``gpus``.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-from sympy import Integer, floor, ceiling, symbols as _symbols
+from sympy import Integer, Rational, ceiling, floor, symbols as _symbols
 
-from perfmodel import symbols as S
 from perfmodel.cost import Fusion, accelerator_terms, compile_step, kernel_time, kernels
 from perfmodel.errors import PerfmodelError
 from perfmodel.evaluate import value, vectorised
@@ -53,17 +53,18 @@ from perfmodel.scenario import Scenario
 
 #: KV pool bytes, bytes per token of KV, block size, prompt tokens per request (after
 #: the cached prefix), output tokens, tokens of the shared cached prefix
-KV_POOL, KV_TOKEN, BLOCK, PROMPT_NEW, OUTPUT, PREFIX = _symbols("X_kv x_kv B_kv P_n M_o P_h", positive=True)
+KV_POOL, KV_TOKEN, BLOCK, PROMPT_NEW, OUTPUT, PREFIX, REQUEST_BLOCKS = _symbols(
+    "X_kv x_kv B_kv P_n M_o P_h N_req", nonnegative=True)
 KV_BLOCKS = floor(KV_POOL / (BLOCK * KV_TOKEN))
 #: blocks one request reserves for its whole life (TensorRT-LLM "guaranteed no evict")
 BLOCKS_PER_REQUEST = ceiling((PROMPT_NEW + OUTPUT) / BLOCK)
-#: the cached prefix is held once, in whole blocks
-PREFIX_BLOCKS = ceiling(PREFIX / BLOCK)
-MAX_CONCURRENCY = floor((KV_BLOCKS - PREFIX_BLOCKS) / BLOCKS_PER_REQUEST)
 #: on-demand allocation (vLLM): a request holds its prompt and, on average, half its
 #: output, plus the half-filled last block
 MEAN_BLOCKS_PER_REQUEST = (PROMPT_NEW + OUTPUT / 2) / BLOCK + Integer(1) / 2
-FORMULAS = {"kv-blocks": KV_BLOCKS, "max-concurrency": MAX_CONCURRENCY}
+#: the cached prefix is held once, in whole blocks
+PREFIX_BLOCKS = ceiling(PREFIX / BLOCK)
+#: requests the pool holds at ``REQUEST_BLOCKS`` blocks each (the workload's mean)
+MAX_CONCURRENCY = floor((KV_BLOCKS - PREFIX_BLOCKS) / REQUEST_BLOCKS)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,6 @@ class Engine:
     memory_of: str = "total"
     prefix_hit_rate: float = 0.0
     kv_policy: str = "reserve"
-    fusion: Fusion = field(default_factory=Fusion)
 
     def __post_init__(self):
         if self.chunk_tokens is not None and self.chunk_tokens < 1:
@@ -196,24 +196,26 @@ def single_gpu(sc: Scenario, fusion: Fusion = Fusion()) -> StepModel:
     dense, dense_c, dense_m = _parts(pre, fusion, attention=False)
     pattn, pattn_c, pattn_m = _parts(pre, fusion, attention=True)
     dattn, dattn_c, dattn_m = _parts(dec, fusion, attention=True)
+    ddense, ddense_c, ddense_m = _parts(dec, fusion, attention=False)
     overhead = params.step_s if fusion.cuda_graphs else params.eager_step_s
 
     def parts(fns, d, t_d, q, p, t_p):
-        # all the step's tokens in one pass over the weights: q + d rows of logits
-        dense_f, dec_f, pre_f = fns
-        total = dense_f(d + q, (d + p) / (d + q), 0) if d + q > 0 else 0.0
+        # all the step's tokens in one pass over the weights: q + d rows of logits (a
+        # decode-only step is the decode table's, e.g. MLA's absorbed form)
+        dense_f, decode_dense_f, dec_f, pre_f = fns
+        if p == 0:
+            return float(decode_dense_f(d, 1, t_d) + dec_f(d, 1, t_d)) if d > 0 else 0.0
+        total = dense_f(d + q, (d + p) / (d + q), 0) + pre_f(q, p / q, t_p)
         if d > 0:
             total += dec_f(d, 1, t_d)
-        if p > 0:
-            total += pre_f(q, p / q, t_p)
         return float(total)
 
     def seconds(d, t_d, q, p, t_p):
-        return parts((dense, dattn, pattn), d, t_d, q, p, t_p) + overhead
+        return parts((dense, ddense, dattn, pattn), d, t_d, q, p, t_p) + overhead
 
     def roofline(d, t_d, q, p, t_p):
-        return (parts((dense_c, dattn_c, pattn_c), d, t_d, q, p, t_p),
-                parts((dense_m, dattn_m, pattn_m), d, t_d, q, p, t_p))
+        return (parts((dense_c, ddense_c, dattn_c, pattn_c), d, t_d, q, p, t_p),
+                parts((dense_m, ddense_m, dattn_m, pattn_m), d, t_d, q, p, t_p))
 
     weights = value(memory(pre.table)["weights_bytes"], pre.values)
     per_token = float(value(kv_cache_bytes_per_token(sc.arch, dec.options), dec.values))
@@ -236,17 +238,13 @@ def kv_capacity(step: StepModel, work: Workload, engine: Engine) -> dict:
     budget = engine.chunk_tokens or max(work.prompts)
     pool = step.kv_pool_bytes(budget, engine.memory_fraction, engine.memory_of)
     prefix = prefix_tokens(work, engine)
-    values = {KV_POOL: max(pool, 0), KV_TOKEN: step.kv_token_bytes, BLOCK: engine.block_size,
-              PREFIX: max(prefix.mean(), 1e-9),
-              PROMPT_NEW: work.mean(np.array(work.prompts) - prefix), OUTPUT: work.mean(work.outputs)}
-    blocks = int(value(KV_BLOCKS, values)) if pool > 0 else 0
-    if engine.kv_policy == "reserve":
-        per_request = work.mean([math.ceil((p - h + m) / engine.block_size)
-                                 for p, h, m in zip(work.prompts, prefix, work.outputs)])
-    else:
-        per_request = float(value(MEAN_BLOCKS_PER_REQUEST, values))
-    shared = math.ceil(prefix.max() / engine.block_size) if prefix.max() > 0 else 0
-    limit = max(0, math.floor((blocks - shared) / per_request))
+    per_class = BLOCKS_PER_REQUEST if engine.kv_policy == "reserve" else MEAN_BLOCKS_PER_REQUEST
+    per_request = work.mean([float(value(per_class, {PROMPT_NEW: int(p - h), OUTPUT: m, BLOCK: engine.block_size}))
+                             for p, h, m in zip(work.prompts, prefix, work.outputs)])
+    values = {KV_POOL: Rational(int(max(pool, 0))), KV_TOKEN: Rational(str(step.kv_token_bytes)), BLOCK: engine.block_size,
+              PREFIX: int(prefix.max()), REQUEST_BLOCKS: Rational(str(per_request))}
+    blocks = int(value(KV_BLOCKS, values))
+    limit = max(0, int(value(MAX_CONCURRENCY, values)))
     return {"kv_pool_bytes": pool, "kv_block_bytes": engine.block_size * step.kv_token_bytes, "kv_blocks": blocks,
             "kv_blocks_per_request": per_request, "kv_max_concurrency": limit,
             "max_concurrency": min(limit, engine.max_seqs)}
@@ -343,7 +341,6 @@ PRICE, GPUS, SHARE, RATE = _symbols("p_gpu_h n_gpu phi r_tok", positive=True)
 #: dollars per million tokens of a kind: the deployment's cost per second times the
 #: share of step time that kind of work takes, over its tokens per second
 USD_PER_MILLION_TOKENS = PRICE * GPUS * SHARE / 3600 / RATE * 10**6
-FORMULAS["usd-per-million-tokens"] = USD_PER_MILLION_TOKENS
 
 
 def _quantile(values, weights, q: float) -> float:

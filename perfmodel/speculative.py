@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sympy import Integer, symbols
+from sympy import symbols
 
 from perfmodel.cost import Fusion
 from perfmodel.errors import PerfmodelError
@@ -31,7 +31,6 @@ from perfmodel.scenario import Scenario
 ALPHA, K = symbols("alpha k", positive=True)
 #: tokens per target step with per-token acceptance α (Leviathan et al. 2023, eq. 1)
 EXPECTED_TOKENS = (1 - ALPHA ** (K + 1)) / (1 - ALPHA)
-FORMULAS = {"speculative-tokens": EXPECTED_TOKENS}
 
 
 @dataclass(frozen=True)

@@ -213,3 +213,24 @@ def test_library_errors():
         Workload.fixed(0, 10)
     with pytest.raises(PerfmodelError):
         Engine(kv_policy="lru")
+
+
+@pytest.mark.parametrize("model", ["llama-3-8b", "deepseek-v2-lite", "mixtral-8x7b"])
+def test_pure_steps_are_the_request_models(model):
+    """A decode-only step is the request model's decode step at that batch and
+    context; a lone prompt is its prefill step (the serving model adds no time)."""
+    from hardware.catalog import get_accelerator
+    from perfmodel.cost import Fusion
+    from perfmodel.options import Options
+    from perfmodel.presets import load_model
+    from perfmodel.request import seconds_of, timers
+    from perfmodel.scenario import Scenario
+
+    acc = get_accelerator("h100")
+    sc = Scenario(load_model(model, {}), Options(phase="decode"), batch=16, accelerator=acc)
+    step = single_gpu(sc)
+    at16 = seconds_of(sc, timers(sc, 1000, 2, Fusion(), acc.cost), "calibrated", Fusion(), acc.cost)
+    one = sc.but(batch=1)
+    at1 = seconds_of(one, timers(one, 1000, 2, Fusion(), acc.cost), "calibrated", Fusion(), acc.cost)
+    assert step.seconds(16, 1000, 0, 0, 0) == pytest.approx(float(at16("decode", 1, 1000)), rel=1e-12)
+    assert step.seconds(0, 0, 1, 1000, 0) == pytest.approx(float(at1("prefill", 1000, 0)), rel=1e-12)
