@@ -572,6 +572,8 @@ def serving_deployment(arch, gpu, compute_efficiency, bandwidth_efficiency, cuda
 @click.option("--workload", type=click.Path(dir_okay=False, path_type=Path), help="CSV of request classes: prompt, output and weight (or count) columns; gives p50/p90")
 @click.option("--concurrency", type=float, help="requests in the system (closed loop)")
 @click.option("--rate", type=float, help="arrivals per second (open loop, Poisson: M/D/1 admission wait)")
+@click.option("--max-ttft", type=float, help="seconds: serve at the largest rate whose TTFT (p50 with a --workload, else the mean) stays within this")
+@click.option("--max-tpot", type=float, help="seconds: ... and whose TPOT stays within this")
 @click.option("--curve", is_flag=True, help="one row per concurrency, doubling up to the largest that fits")
 @click.option("--gpu-hour-price", type=float, help="USD per GPU hour (default: the list price in hardware/data/gpu-prices.csv, if any)")
 @serving_options
@@ -579,13 +581,14 @@ def serving_deployment(arch, gpu, compute_efficiency, bandwidth_efficiency, cuda
 @fusion_options
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw the latency-throughput curve over concurrency (PNG/SVG/PDF)")
 @output_options(flag="--output-file")
-def serve(arch, gpu, concurrency, rate, curve, gpu_hour_price, plot, cuda_graphs, merge_projections, fold_elementwise,
+def serve(arch, gpu, concurrency, rate, max_ttft, max_tpot, curve, gpu_hour_price, plot, cuda_graphs, merge_projections, fold_elementwise,
           compute_efficiency, bandwidth_efficiency, **kw):
     """Steady-state serving under continuous batching on one GPU.
 
     \b
-    Closed loop at --concurrency, open loop at --rate, or (neither) saturated at the
-    largest concurrency the paged KV cache holds. Throughput (requests/s, input, output
+    Closed loop at --concurrency, open loop at --rate, the largest rate within
+    --max-ttft/--max-tpot, or (none of these) saturated at the largest concurrency the
+    paged KV cache holds. Throughput (requests/s, input, output
     and total tokens/s, per GPU), mean TTFT/TPOT/e2e (p50/p90 with a --workload
     distribution), what binds (kv_capacity, max_seqs, token_budget, compute,
     bandwidth), $/million tokens and an energy estimate. The file flag is --output-file:
@@ -610,6 +613,10 @@ def serve(arch, gpu, concurrency, rate, curve, gpu_hour_price, plot, cuda_graphs
         if not curve:
             frame = serving.report(step, work, engine, **price)
         return frame
+    if max_ttft is not None or max_tpot is not None:
+        if concurrency is not None or rate is not None:
+            raise PerfmodelError("--max-ttft/--max-tpot search the rate; leave out --concurrency and --rate")
+        return serving.report(step, work, engine, ttft_s=max_ttft, tpot_s=max_tpot, **price)
     return serving.report(step, work, engine, concurrency=concurrency, rate=rate, **price)
 
 

@@ -321,9 +321,7 @@ def steady_state(step: StepModel, work: Workload, engine: Engine, concurrency: f
         lo = 0.0
         if excess(hi) > 0:
             lo = hi
-        for _ in range(60):
-            if hi - lo <= 1e-9 * max(hi, 1.0):
-                break
+        while hi - lo > 1e-9 * max(hi, 1.0):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if excess(mid) > 0 else (lo, mid)
         d = lo if lo > 0 else hi
@@ -359,8 +357,8 @@ def concurrency_for_rate(step: StepModel, work: Workload, engine: Engine, rate: 
     if rate >= top:
         raise PerfmodelError(f"rate: {rate:g} requests/s is at or above the saturated throughput "
                              f"{top:.4g} requests/s (at concurrency {limit}); no steady state")
-    lo, hi = 1e-6, float(limit)
-    for _ in range(60):
+    lo, hi = 0.0, float(limit)
+    while hi - lo > 1e-7 * hi:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if _throughput(step, work, engine, mid) < rate else (lo, mid)
     return hi
@@ -417,9 +415,9 @@ def serve(step: StepModel, work: Workload, engine: Engine, *, concurrency: float
     compute_u = sum(step.roofline(*args)[0] * n for args, n in s["mix"])
     memory_u = sum(step.roofline(*args)[1] * n for args, n in s["mix"])
     step_bound = "compute" if compute_u >= memory_u else "bandwidth"
-    if mode == "saturated" and limit == cap["kv_max_concurrency"]:
+    if running >= limit and limit == cap["kv_max_concurrency"]:
         binds = "kv_capacity"
-    elif mode == "saturated":
+    elif running >= limit:
         binds = "max_seqs"
     elif engine.chunk_tokens is not None and f >= 1 - 1e-9 and s["chunk"] >= engine.chunk_tokens - s["d"] - 1e-6:
         binds = "token_budget"
@@ -453,12 +451,15 @@ def serve(step: StepModel, work: Workload, engine: Engine, *, concurrency: float
 
 
 def report(step: StepModel, work: Workload, engine: Engine, **kw):
-    """:func:`serve` as a one-row DataFrame, labelled."""
+    """:func:`serve` (or :func:`max_rate`, given ``ttft_s``/``tpot_s`` limits) as a
+    one-row DataFrame, labelled."""
     import pandas as pd
 
     labels = {"model": step.name, "gpu": step.gpu, "gpus": step.gpus, "prompt": work.mean(work.prompts),
               "output": work.mean(work.outputs), "chunk_tokens": engine.chunk_tokens, "prefix_hit_rate": engine.prefix_hit_rate}
-    return pd.DataFrame([{**labels, **serve(step, work, engine, **kw)}])
+    run = max_rate if kw.get("ttft_s") is not None or kw.get("tpot_s") is not None else serve
+    kw = {k: v for k, v in kw.items() if run is max_rate or k not in ("ttft_s", "tpot_s")}
+    return pd.DataFrame([{**labels, **run(step, work, engine, **kw)}])
 
 
 def curve(step: StepModel, work: Workload, engine: Engine, points: int = 16, **kw):
@@ -469,3 +470,32 @@ def curve(step: StepModel, work: Workload, engine: Engine, points: int = 16, **k
     limit = kv_capacity(step, work, engine)["max_concurrency"]
     levels = sorted({min(2 ** i, limit) for i in range(points) if 2 ** i <= limit} | {limit})
     return pd.concat([report(step, work, engine, concurrency=c, **kw) for c in levels], ignore_index=True)
+
+
+def max_rate(step: StepModel, work: Workload, engine: Engine, *, ttft_s: float | None = None,
+             tpot_s: float | None = None, **kw) -> dict:
+    """:func:`serve` at the largest arrival rate whose TTFT (p50 with a length
+    distribution, else the mean) and TPOT stay within the limits given."""
+    if ttft_s is None and tpot_s is None:
+        raise PerfmodelError("give a TTFT or a TPOT limit")
+    for name, v in (("ttft limit", ttft_s), ("tpot limit", tpot_s)):
+        if v is not None and not v > 0:
+            raise PerfmodelError(f"{name}: {v} must be positive (seconds)")
+    limit = kv_capacity(step, work, engine)["max_concurrency"]
+    top = _throughput(step, work, engine, limit) if limit >= 1 else 0.0
+
+    def meets(row):
+        ttft = row.get("ttft_p50_s", row["ttft_s"])
+        return (ttft_s is None or ttft <= ttft_s) and (tpot_s is None or row["tpot_s"] <= tpot_s)
+
+    lo, hi = 0.0, top
+    while hi - lo > 1e-5 * top:
+        mid = (lo + hi) / 2
+        if mid > 0 and meets(serve(step, work, engine, rate=mid, **kw)):
+            lo = mid
+        else:
+            hi = mid
+    if lo <= 0:
+        first = serve(step, work, engine, concurrency=1, **kw)
+        raise PerfmodelError(f"no rate meets the limits: a lone request has TTFT {first['ttft_s']:.4g} s and TPOT {first['tpot_s']:.4g} s")
+    return {**serve(step, work, engine, rate=lo, **kw), "ttft_limit_s": ttft_s, "tpot_limit_s": tpot_s}

@@ -234,3 +234,17 @@ def test_pure_steps_are_the_request_models(model):
     at1 = seconds_of(one, timers(one, 1000, 2, Fusion(), acc.cost), "calibrated", Fusion(), acc.cost)
     assert step.seconds(16, 1000, 0, 0, 0) == pytest.approx(float(at16("decode", 1, 1000)), rel=1e-12)
     assert step.seconds(0, 0, 1, 1000, 0) == pytest.approx(float(at1("prefill", 1000, 0)), rel=1e-12)
+
+
+def test_max_rate_meets_the_ttft_limit_and_no_more(h100_8b):
+    from perfmodel.serving import max_rate
+
+    work, engine = Workload.fixed(2048, 256), Engine()
+    row = max_rate(h100_8b, work, engine, ttft_s=0.5)
+    assert row["ttft_s"] <= 0.5 and row["ttft_s"] == pytest.approx(0.5, rel=1e-3)
+    assert serve(h100_8b, work, engine, rate=row["requests_per_s"] * 1.01)["ttft_s"] > 0.5
+    # the M/D/1 wait: ρ·S / (2(1 − ρ)) with S = 1 / X_max
+    top = serve(h100_8b, work, engine)["requests_per_s"]
+    rho = row["requests_per_s"] / top
+    own = serve(h100_8b, work, engine, concurrency=row["running"])["ttft_s"]
+    assert row["ttft_s"] - own == pytest.approx(rho / top / (2 * (1 - rho)), rel=1e-6)
