@@ -91,7 +91,7 @@ def _bound(sc: Scenario):
 def report(target: Scenario, draft: Scenario | None, acceptance: Acceptance, context: int, batches,
            fusion: Fusion = Fusion()):
     """One row per batch: plain and speculative time per token, the speedup, FLOPs per
-    accepted token both ways, the plain step's bound; ``break_even_batch`` is the first
+    accepted token both ways, the roofline bound of the plain and the verify step; ``break_even_batch`` is the first
     batch at which speculation stops paying (None: not below the largest batch)."""
     import pandas as pd
 
@@ -106,7 +106,7 @@ def report(target: Scenario, draft: Scenario | None, acceptance: Acceptance, con
     ver = target.but(phase="decode", seq=k + 1, context=context, batch=1)
     plain_s, verify_s = _seconds(dec, fusion), _seconds(ver, fusion)
     plain_f, verify_f = _flops(dec), _flops(ver)
-    bound = _bound(dec)
+    bound, verify_bound = _bound(dec), _bound(ver)
     if draft is not None:
         dd = draft.but(phase="decode", seq=1, context=context, batch=1)
         draft_s, draft_f = _seconds(dd, fusion), _flops(dd)
@@ -129,6 +129,7 @@ def report(target: Scenario, draft: Scenario | None, acceptance: Acceptance, con
                      "speculative_tpot_s": t_spec / e, "speedup": e * t_plain / t_spec,
                      "plain_flops_per_token": f_plain, "speculative_flops_per_token": f_spec,
                      "flops_ratio": f_spec / f_plain, "plain_bound": bound(b, 1, context),
+                     "verify_bound": verify_bound(b, k + 1, context),
                      "memory_bytes": need, "fits": need <= target.accelerator.memory_bytes})
     frame = pd.DataFrame(rows)
     losing = frame[frame["speedup"] < 1]
