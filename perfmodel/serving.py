@@ -155,7 +155,8 @@ class StepModel:
     """One deployment's step: ``seconds(d, t_d, q, p, t_p)`` of a step with ``d`` decode
     sequences at mean context ``t_d`` and ``p`` prompt tokens of ``q`` sequences after
     ``t_p`` cached ones; ``roofline(...)`` the same as (compute_s, memory_s);
-    ``kv_pool_bytes(budget, fraction, of)`` the KV memory; ``kv_token_bytes``; ``gpus``."""
+    ``kv_pool_bytes(budget, fraction, of)`` the KV memory; ``kv_token_bytes``; ``gpus``
+    (throughput per GPU divides by it)."""
 
     seconds: callable
     roofline: callable
@@ -165,6 +166,8 @@ class StepModel:
     name: str
     gpu: str
     tdp_w: float | None = None
+    #: the model's learned positions (None: no limit)
+    max_positions: int | None = None
 
 
 def _parts(sc: Scenario, fusion: Fusion, attention: bool):
@@ -227,7 +230,8 @@ def single_gpu(sc: Scenario, fusion: Fusion = Fusion()) -> StepModel:
             return fraction * (acc.memory_bytes - weights - activations)
         return fraction * acc.memory_bytes - weights - activations
 
-    return StepModel(seconds, roofline, kv_pool_bytes, per_token, 1, sc.arch.name, acc.name, acc.tdp_w)
+    return StepModel(seconds, roofline, kv_pool_bytes, per_token, 1, sc.arch.name, acc.name, acc.tdp_w,
+                     sc.arch.max_position_embeddings)
 
 
 # ----------------------------------------------------------------- capacity
@@ -376,6 +380,9 @@ def serve(step: StepModel, work: Workload, engine: Engine, *, concurrency: float
         raise PerfmodelError(f"rate: {rate} must be positive (requests/s)")
     if gpu_hour_usd is not None and not gpu_hour_usd >= 0:
         raise PerfmodelError(f"gpu hour price: {gpu_hour_usd} must be non-negative")
+    longest = max(p + m for p, m in zip(work.prompts, work.outputs))
+    if step.max_positions is not None and longest > step.max_positions:
+        raise PerfmodelError(f"prompt + output = {longest} exceeds {step.name}'s {step.max_positions} positions")
     cap = kv_capacity(step, work, engine)
     limit = cap["max_concurrency"]
     if limit < 1:

@@ -187,6 +187,11 @@ def test_serve_bad_input(capsys, extra, text):
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and text in err
 
 
+def test_serve_beyond_learned_positions(capsys):
+    code, _, err = run_main(capsys, "serve", "--model", "gpt2", "--gpu", "h100", "--prompt", "1000", "--output", "100")
+    assert code == 2 and len(err.splitlines()) == 1 and "1024 positions" in err
+
+
 def test_serve_missing_lengths_and_bad_workload(capsys, tmp_path):
     code, _, err = run_main(capsys, "serve", "--model", "llama-3-8b", "--gpu", "h100", "--prompt", "512")
     assert code == 2 and err.startswith("error: ") and "--output" in err
