@@ -722,7 +722,7 @@ def validate_attention(device, grid, gpu, threads, published, measured, by, out_
 
 @validate.command("e2e")
 @click.option("--published", is_flag=True, required=True, help="score the published end-to-end measurements (hardware/data/e2e-measurements.csv)")
-@click.option("--by", default="study", show_default=True, help="row, all, or a summary per comma-separated keys: study, engine, gpu, accelerator, weight_dtype, metric, tier, model, batch")
+@click.option("--by", help="row, all, or a summary per comma-separated keys: study, engine, gpu, accelerator, weight_dtype, metric, tier, model, batch (default: study; study,metric with --kind serving)")
 @click.option("--in-sample-only", is_flag=True, help="skip the leave-one-source-out predictions")
 @click.option("--unmapped", is_flag=True, help="list the rows that are not scored, with the reason")
 @click.option("--kind", type=click.Choice(["fixed", "serving"]), default="fixed", show_default=True, help="fixed: fixed-batch rows (tier A/B) by the request model; serving: scheduler rows (tier C) by the serving model")
@@ -734,6 +734,7 @@ def validate_e2e(published, by, in_sample_only, unmapped, kind):
     calibrated cost model in sample, and leave-one-source-out (loso)."""
     from hardware.e2e import report
 
+    by = by or ("study,metric" if kind == "serving" else "study")
     return report(by, out_of_sample=not in_sample_only, unmapped=unmapped, kind=kind)
 
 

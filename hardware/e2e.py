@@ -162,6 +162,10 @@ def rows(kind: str = "fixed") -> pd.DataFrame:
         repo = re.sub(r"\s*\(.*\)$", "", str(r["hf_config_hint"])) if isinstance(r["hf_config_hint"], str) else ""
         rec["repo"] = repo
         weights, why = _weights(r["weight_dtype"])
+        dtype_note = ""
+        if weights is None and kind == "serving" and not isinstance(r["weight_dtype"], str):
+            # a serving benchmark that names no dtype ran the checkpoint as published
+            weights, dtype_note = {"weight_dtype": "bf16", "act_dtype": "bf16"}, "weight dtype unstated: bf16 (the checkpoint's) taken"
         accelerator = GPU_KEYS.get(r["gpu"])
         engine = _engine(str(r["engine"]))
         if kind == "fixed" and rec["tier"] == "C":
@@ -195,7 +199,7 @@ def rows(kind: str = "fixed") -> pd.DataFrame:
             if pd.isna(r["output_len"]) or r["output_len"] < 1:
                 rec["output_len"] = UNSTATED_OUTPUT if pd.isna(r["output_len"]) else 1
                 notes.append(f"output_len {'unstated' if pd.isna(r['output_len']) else 'given as 0'}: {int(rec['output_len'])} taken")
-            rec["assumed"] = "; ".join(notes)
+            rec["assumed"] = "; ".join(notes + ([dtype_note] if dtype_note else []))
             arch = _arch(repo)
             limit = arch.max_position_embeddings
             if limit is not None and rec["input_len"] + rec["output_len"] > limit:
@@ -465,4 +469,4 @@ def scored_serving() -> pd.DataFrame:
 
 SERVING_COLUMNS = ("study", "engine", "model", "gpu", "weight_dtype", "kv_dtype", "batch", "input_len", "output_len",
                    "metric", "value", "measured", "predicted", "error", "loso", "loso_error", "binds", "concurrency",
-                   "max_concurrency", "fits", "engine_settings", "row")
+                   "max_concurrency", "fits", "engine_settings", "assumed", "row")

@@ -31,7 +31,8 @@ def test_validate_e2e_serving_meets_the_target():
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
     throughput = [row for row in rows if row["metric"] == "output_tokens_per_s"]
-    assert len(throughput) >= 90
+    assert len(throughput) >= 95
+    assert any("bf16" in (row["assumed"] or "") for row in throughput)
     errors = sorted(abs(row["loso_error"]) for row in throughput)
     assert errors[len(errors) // 2] <= 0.20
     assert all(row["fits"] for row in rows)
