@@ -617,7 +617,11 @@ def serve(arch, gpu, concurrency, rate, max_ttft, max_tpot, curve, gpu_hour_pric
         if concurrency is not None or rate is not None:
             raise PerfmodelError("--max-ttft/--max-tpot search the rate; leave out --concurrency and --rate")
         return serving.report(step, work, engine, ttft_s=max_ttft, tpot_s=max_tpot, **price)
-    return serving.report(step, work, engine, concurrency=concurrency, rate=rate, **price)
+    frame = serving.report(step, work, engine, concurrency=concurrency, rate=rate, **price)
+    if not bool(frame["fits"].iloc[0]):
+        click.echo(f"warning: does not fit: {concurrency:g} requests need more KV blocks than the "
+                   f"{int(frame['kv_blocks'].iloc[0])} the pool holds (max_concurrency {int(frame['max_concurrency'].iloc[0])})", err=True)
+    return frame
 
 
 @cli.command()
@@ -669,7 +673,7 @@ def speculate(arch, gpu, draft, draft_sets, k, alpha, acceptance, context, max_b
     return frame
 
 
-@cli.command("no-cache")
+@cli.command("recompute")
 @model_option
 @gpu_option(required=True)
 @click.option("--batch", type=Count(), default=1, show_default=True, help="sequences generated together")
@@ -678,7 +682,7 @@ def speculate(arch, gpu, draft, draft_sets, k, alpha, acceptance, context, max_b
 @dtype_options
 @fusion_options
 @output_options(flag="--output-file")
-def no_cache(arch, gpu, batch, prompt, output_tokens, cuda_graphs, merge_projections, fold_elementwise,
+def recompute(arch, gpu, batch, prompt, output_tokens, cuda_graphs, merge_projections, fold_elementwise,
              compute_efficiency, bandwidth_efficiency, **kw):
     """Generation without a KV cache (the whole prefix recomputed for every token)
     against cached decoding: cumulative FLOPs, bytes and calibrated time, and their

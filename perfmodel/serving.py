@@ -267,8 +267,9 @@ def prefix_tokens(work: Workload, engine: Engine) -> np.ndarray:
 def steady_state(step: StepModel, work: Workload, engine: Engine, concurrency: float) -> dict:
     """The closed-loop steady state at ``concurrency`` requests in the system (see the
     module docstring): throughput ``x`` (requests/s), the decode batch ``d``, latencies
-    per class, and the step mix (``mix``: each step kind's arguments and steps per second). ``d`` solves ``d = C − X(d)·E[ttft(d)]`` (the requests
-    not prefilling are decoding) by bisection."""
+    per class, and the step mix (``mix``: each kind of step's arguments and steps per
+    second). ``d`` solves ``d = C − X(d)·E[ttft(d)]`` (the requests not prefilling are
+    decoding) by bisection."""
     if not concurrency > 0:
         raise PerfmodelError(f"concurrency: {concurrency} must be positive")
     prompts, outputs = np.array(work.prompts, float), np.array(work.outputs, float)
@@ -442,12 +443,14 @@ def serve(step: StepModel, work: Workload, engine: Engine, *, concurrency: float
                 "compute_utilization": compute_u, "bandwidth_utilization": memory_u, **cap,
                 "fits": running <= limit})
     if gpu_hour_usd is not None:
-        values = {PRICE: gpu_hour_usd, GPUS: step.gpus}
-        row["gpu_hour_usd"] = gpu_hour_usd
-        row["price_source"] = price_source
-        row["usd_per_million_input_tokens"] = float(value(USD_PER_MILLION_TOKENS, {**values, SHARE: max(prefill_share, 1e-300), RATE: row["input_tokens_per_s"]})) if prefill_share > 0 else 0.0
-        row["usd_per_million_output_tokens"] = float(value(USD_PER_MILLION_TOKENS, {**values, SHARE: max(1 - prefill_share, 1e-300), RATE: row["output_tokens_per_s"]}))
-        row["usd_per_million_tokens"] = float(value(USD_PER_MILLION_TOKENS, {**values, SHARE: 1, RATE: row["total_tokens_per_s"]}))
+        def usd(share, tokens_per_s):
+            values = {PRICE: gpu_hour_usd, GPUS: step.gpus, SHARE: share, RATE: tokens_per_s}
+            return float(value(USD_PER_MILLION_TOKENS, values)) if share > 0 else 0.0
+
+        row.update({"gpu_hour_usd": gpu_hour_usd, "price_source": price_source,
+                    "usd_per_million_input_tokens": usd(prefill_share, row["input_tokens_per_s"]),
+                    "usd_per_million_output_tokens": usd(1 - prefill_share, row["output_tokens_per_s"]),
+                    "usd_per_million_tokens": usd(1, row["total_tokens_per_s"])})
     if step.tdp_w:
         # estimate: board power = TDP × the busier unit's roofline utilization
         power = step.tdp_w * min(max(compute_u, memory_u), 1.0)

@@ -127,7 +127,7 @@ def test_no_cache_grows_quadratically():
 
     from cli import cli
 
-    r = CliRunner().invoke(cli, ["no-cache", "--model", "llama-3-8b", "--gpu", "h100", "--prompt", "128", "--output", "1024", "--format", "json"])
+    r = CliRunner().invoke(cli, ["recompute", "--model", "llama-3-8b", "--gpu", "h100", "--prompt", "128", "--output", "1024", "--format", "json"])
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
     ratios = [row["flops_ratio"] for row in rows]
@@ -167,7 +167,7 @@ def test_speculate_bad_input(capsys, extra, text):
 
 
 def test_no_cache_bad_input(capsys):
-    code, _, err = run_main(capsys, "no-cache", "--model", "llama-3-8b", "--gpu", "h100", "--prompt", "100", "--output", "1")
+    code, _, err = run_main(capsys, "recompute", "--model", "llama-3-8b", "--gpu", "h100", "--prompt", "100", "--output", "1")
     assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1
 
 
