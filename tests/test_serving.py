@@ -253,3 +253,26 @@ def test_max_rate_meets_the_ttft_limit_and_no_more(h100_8b):
     rho = row["requests_per_s"] / top
     own = serve(h100_8b, work, engine, concurrency=row["running"])["ttft_s"]
     assert row["ttft_s"] - own == pytest.approx(rho / top / (2 * (1 - rho)), rel=1e-6)
+
+
+def test_price_table_rows_are_sourced_list_prices():
+    from hardware.catalog import get_accelerator
+    from hardware.prices import list_price, table
+
+    for _, r in table().iterrows():
+        get_accelerator(r["key"])  # a catalog key
+        assert r["usd_per_gpu_hour"] > 0
+        assert "list price" in r["kind"] and r["source"].startswith("https://")
+        assert r["as_of"] and r["retrieved"]
+    price, source = list_price("h100-sxm")
+    assert price > 0 and "list price" in source
+    assert list_price("mi300x") == (None, "")
+
+
+def test_serve_takes_the_list_price_by_default(capsys):
+    from hardware.prices import list_price
+
+    main([*BASE, "--concurrency", "4", "--format", "json"])
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["gpu_hour_usd"] == list_price("h100-sxm")[0]
+    assert row["price_source"].startswith("list price")
