@@ -588,11 +588,11 @@ def serve(arch, gpu, concurrency, rate, max_ttft, max_tpot, curve, gpu_hour_pric
     \b
     Closed loop at --concurrency, open loop at --rate, the largest rate within
     --max-ttft/--max-tpot, or (none of these) saturated at the largest concurrency the
-    paged KV cache holds. Throughput (requests/s, input, output
-    and total tokens/s, per GPU), mean TTFT/TPOT/e2e (p50/p90 with a --workload
-    distribution), what binds (kv_capacity, max_seqs, token_budget, compute,
-    bandwidth), $/million tokens and an energy estimate. The file flag is --output-file:
-    --output is the number of generated tokens. Queueing model: README "Serving"."""
+    paged KV cache holds. Throughput (requests/s, input, output and total tokens/s,
+    per GPU), mean TTFT/TPOT/e2e (p50/p90 with a --workload distribution), what binds
+    (kv_capacity, max_seqs, token_budget, compute, bandwidth), $/million tokens and
+    an energy estimate. The file flag is --output-file: --output is the number of
+    generated tokens. Queueing model and its limits: README "Serving"."""
     from hardware.prices import list_price
     from perfmodel import serving
 
