@@ -276,3 +276,15 @@ def test_serve_takes_the_list_price_by_default(capsys):
     (row,) = json.loads(capsys.readouterr().out)
     assert row["gpu_hour_usd"] == list_price("h100-sxm")[0]
     assert row["price_source"].startswith("list price")
+
+
+def test_curve_and_plot(capsys, tmp_path):
+    path = tmp_path / "curve.png"
+    main([*BASE, "--curve", "--plot", str(path), "--format", "json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    levels = [r["running"] for r in rows]
+    assert levels[0] == 1 and levels[-1] == rows[-1]["max_concurrency"]
+    assert rows[-1]["binds"] in ("kv_capacity", "max_seqs")
+    x = [r["output_tokens_per_s"] for r in rows]
+    assert all(a < b for a, b in zip(x, x[1:]))
