@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from perfmodel.errors import PerfmodelError
+from perfmodel.errors import PerfmodelError, warn
 from perfmodel.units import DTYPES, parse_count
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -39,38 +39,93 @@ class Count(click.ParamType):
 
 #: True while ``batch`` runs one of its rows: the command hands its frame back unprinted
 CAPTURE = ContextVar("perfmodel_capture", default=False)
+#: --output extension -> the format written when --format is not given
+FORMAT_OF_SUFFIX = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown", ".tex": "latex", ".txt": "table"}
+#: parameters naming files a command reads; --output and --plot must not overwrite them
+INPUT_PARAMS = {"model": "--model", "models": "--model", "gpu": "--gpu", "measured": "--measured", "fit_path": "--fit", "input_file": "--input"}
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+EFFICIENCY = click.FloatRange(0, 1, min_open=True)
 
 
 def output_options(fn=None, *, flag: str = "--output"):
     """``--format`` and ``--output``, shared by every command that prints a table
-    (``flag``: another name for ``--output`` where that one means something else)."""
+    (``flag``: another name for ``--output`` where that one means something else);
+    files are checked before any work and written atomically."""
 
     def decorate(fn):
-        @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown", "latex"]), default="table", show_default=True, help="output format")
-        @click.option(flag, "output", type=click.Path(dir_okay=False, path_type=Path), help="write to FILE instead of stdout")
+        @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "markdown", "latex"]), help="output format (default: from the output file's extension, .csv .json .md .tex, else table)")
+        @click.option(flag, "output", type=click.Path(dir_okay=False, path_type=Path), help="write to FILE instead of stdout (atomically: an existing FILE is replaced only once the whole table is written)")
+        @click.option("--columns", help="only these columns, comma-separated, in this order (any format)")
+        @click.option("--wide", is_flag=True, help="the table with every column and full cells (default on a terminal: fitted to 120 columns)")
         @functools.wraps(fn)
-        def wrapper(*args, fmt, output, **kwargs):
+        def wrapper(*args, fmt, output, columns, wide, **kwargs):
+            check_files(click.get_current_context().params, flag)
             frame = fn(*args, **kwargs)
+            if columns:
+                from perfmodel.export import select
+
+                frame = select(frame, columns)
             if CAPTURE.get():
                 return frame
-            emit(frame, fmt, output)
+            fmt = fmt or (FORMAT_OF_SUFFIX.get(output.suffix.lower(), "table") if output else "table")
+            emit(frame, fmt, output, compact=not wide and not columns and output is None)
 
         return wrapper
 
     return decorate(fn) if fn is not None else decorate
 
 
-def emit(frame, fmt: str, output: Path | None) -> None:
-    from perfmodel.export import render
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.is_dir():
+            a = a / "config.json"
+        if a.exists() and b.exists():
+            return a.samefile(b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
-    text = render(frame, fmt)
+
+def check_files(params: dict, flag: str = "--output") -> None:
+    """Before any work: the output file (``flag``) and --plot go to existing folders,
+    --plot has a chart extension, and neither overwrites an input file nor each other."""
+    from perfmodel.files import check_writable
+
+    output, plot, save, refit = (params.get(k) for k in ("output", "plot", "save", "refit"))
+    inputs = [(name, Path(v)) for name in INPUT_PARAMS for v in _as_tuple(params.get(name)) if isinstance(v, (str, Path)) and str(v).strip()]
+    if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise PerfmodelError(f"plot {str(plot)!r}: name must end in {', '.join(PLOT_SUFFIXES)}")
+    if save is not None and save.suffix.lower() not in (".json", ".yaml", ".yml"):
+        raise PerfmodelError(f"accelerator file {str(save)!r}: name must end in .json, .yaml or .yml")
+    for option, target in ((flag, output), ("--plot", plot), ("--save", save), ("--refit", refit)):
+        if target is None:
+            continue
+        check_writable(target, option)
+        for name, path in inputs:
+            if _same_file(path, target):
+                raise PerfmodelError(f"{option} {str(target)!r} is the {INPUT_PARAMS[name]} file; choose another name")
+    if output is not None and plot is not None and _same_file(output, plot):
+        raise PerfmodelError(f"--plot {str(plot)!r} is the {flag} file; choose another name")
+
+
+def _as_tuple(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def emit(frame, fmt: str, output: Path | None, compact: bool = False) -> None:
+    from perfmodel.export import compact as fitted, render
+
+    text = fitted(frame) if compact and fmt == "table" else render(frame, fmt)
+    if compact and fmt == "table" and "summary" in frame.attrs:
+        text = f"summary ({len(frame)} rows; --by KEYS for other groups)\n{fitted(frame.attrs['summary'])}\n\n{text}"
     if output is None:
         click.echo(text)
     else:
-        try:
-            output.write_text(text + "\n")
-        except OSError as exc:
-            raise PerfmodelError(f"cannot write {output}: {exc.strerror or exc}") from None
+        from perfmodel.files import write_text
+
+        write_text(output, text + "\n")
 
 
 def parse_sets(pairs: tuple[str, ...]) -> dict:
@@ -127,8 +182,8 @@ def impl_options(fn):
 
 def gpu_option(required: bool):
     def decorate(fn):
-        fn = click.option("--bandwidth-efficiency", type=float, help="achievable fraction of memory bandwidth (default: the catalog's)")(fn)
-        fn = click.option("--compute-efficiency", type=float, help="achievable fraction of the compute peak (default: the catalog's)")(fn)
+        fn = click.option("--bandwidth-efficiency", type=EFFICIENCY, help="achievable fraction of memory bandwidth, in (0, 1] (default: the catalog's)")(fn)
+        fn = click.option("--compute-efficiency", type=EFFICIENCY, help="achievable fraction of the compute peak, in (0, 1] (default: the catalog's)")(fn)
         return click.option("--gpu", required=required, help="catalog name or alias (`perfmodel hardware list`) or a JSON/YAML accelerator file")(fn)
 
     return decorate
@@ -174,6 +229,61 @@ def cli():
     Sizes take k/m suffixes where 1k = 1024 tokens (128k = 131072). Rates are decimal
     (TFLOP/s, GB/s); memory columns are bytes, *_gib columns binary GiB.
     """
+    route_warnings()
+
+
+_WARNINGS: list[str] = []
+
+
+def route_warnings() -> None:
+    """Collect library warnings (does not fit, beyond the trained context); a command
+    that succeeds prints each once as a ``warning:`` line on stderr, one that fails
+    prints only its error. Other warnings go where they went before."""
+    import warnings
+
+    from perfmodel.errors import PerfmodelWarning
+
+    _WARNINGS.clear()
+    current = warnings.showwarning
+    original = getattr(current, "routed_from", current)  # installed once, never stacked
+
+    def show(message, category, *args, **kwargs):
+        if not issubclass(category, PerfmodelWarning):
+            return original(message, category, *args, **kwargs)
+        text = " ".join(str(message).split())
+        if text not in _WARNINGS:
+            _WARNINGS.append(text)
+
+    show.routed_from = original
+    warnings.showwarning = show
+    warnings.simplefilter("always", PerfmodelWarning)
+
+
+@cli.result_callback()
+def print_warnings(*args, **kwargs) -> None:
+    for text in _WARNINGS:
+        _say(f"warning: {text}")
+    _WARNINGS.clear()
+
+
+HARDWARE_VIEW = ("name", "key", "memory_gib", "memory_bandwidth_bytes_per_s", "peak_flops_per_s_bf16",
+                 "peak_flops_per_s_fp8", "ridge_point_flop_per_byte_bf16", "interconnect_bytes_per_s")
+
+
+def viewed(frame, *columns):
+    """``frame`` with the columns its compact terminal view shows first."""
+    frame.attrs["view"] = [c for c in columns if c in frame.columns]
+    return frame
+
+
+def with_fits(frame, sc):
+    """``frame`` with the step's memory, capacity and ``fits`` on every row; a warning
+    on stderr when it does not fit."""
+    from perfmodel.fits import warn_unless_fits
+
+    for column, value in warn_unless_fits(sc).items():
+        frame[column] = value
+    return frame
 
 
 @cli.command()
@@ -182,7 +292,7 @@ def models():
     """List the shipped presets (real config.json files) and their sources."""
     from perfmodel.api import models as presets
 
-    return presets()
+    return viewed(presets(), "name", "family", "hf_repo", "total_params")
 
 
 @cli.command()
@@ -220,7 +330,9 @@ def kv_cache(arch, context, batch, kv_dtype, mla, source_len):
     target, --context) and the cross-attention cache (fixed by --source-len) apart."""
     from perfmodel.api import kv_cache as kv
 
-    return kv(scenario(arch, "prefill", batch=batch, seq=context, context=0, source_len=source_len, kv_dtype=kv_dtype, mla=mla))
+    frame = kv(scenario(arch, "prefill", batch=batch, seq=context, context=0, source_len=source_len, kv_dtype=kv_dtype, mla=mla))
+    # here --context is the tokens held: the cache a prefill of that many builds
+    return frame.drop(columns=["phase", "seq"]).assign(context=frame["tokens_cached"])
 
 
 @cli.command()
@@ -282,7 +394,9 @@ def roofline(arch, phase, by, plot, **kw):
     from perfmodel.api import roofline_report as run
 
     sc = scenario(arch, phase, **kw)
-    frame = run(sc, by=by)
+    frame = with_fits(run(sc, by=by), sc)
+    if by != "total":
+        viewed(frame, "operator", "group", "layers", "time_s", "bound", "share_of_time", "flops", "bytes", "arithmetic_intensity", "expected_time_s")
     if plot:
         from perfmodel.plots import roofline_chart
 
@@ -293,7 +407,7 @@ def roofline(arch, phase, by, plot, **kw):
 @cli.command()
 @model_option
 @gpu_option(required=True)
-@click.option("--context", type=Count(0), default=0, show_default=True, help=f"cached tokens per sequence ({SIZE_HELP})")
+@click.option("--context", type=Count(0), help=f"cached tokens per sequence ({SIZE_HELP}; default 2048, as for every decode step, or what learned positions allow)")
 @click.option("--seq", type=Count(), default=1, show_default=True, help="new tokens per sequence per step (1, or k speculated tokens)")
 @click.option("--by", type=click.Choice(["total", "operator"]), default="total", show_default=True)
 @dtype_options
@@ -343,12 +457,22 @@ def attention(gpu, compute_efficiency, bandwidth_efficiency, kv_heads, seq_kv, a
         bandwidth_efficiency=bandwidth_efficiency,
         **kw,
     )
+    # the call's tensors (Q, K, V, O, and scores or gradients where it moves them) must
+    # reside in memory: the bytes it moves are what it needs
+    acc = get_accelerator(gpu)
+    frame["memory_needed_bytes"] = frame["bytes"]
+    frame["capacity_bytes"] = acc.memory_bytes
+    frame["fits"] = frame["bytes"] <= acc.memory_bytes
+    if not frame["fits"].iloc[0]:
+        warn(f"this call moves {frame['bytes'].iloc[0] / 2**30:.4g} GiB but {acc.name} has {acc.memory_bytes / 2**30:.4g} GiB: "
+             "its tensors do not fit (the time is what it would take if they did)")
     if kernel:
+        from hardware.attention_fit import load_fit
+        from hardware.attention_scoring import call_of
         from perfmodel.efficiency import calibrated
-        from perfmodel.validation import call_of
 
         row = frame.iloc[0].to_dict() | {"impl": attention_impl, "causal_count": kw["causal_count"], "window": kw["window"]}
-        for column, value in calibrated(call_of(row), get_accelerator(gpu), kernel).items():
+        for column, value in calibrated(call_of(row), get_accelerator(gpu), kernel, load_fit()).items():
             frame[column] = [value]
     return frame
 
@@ -369,8 +493,11 @@ def formula(quantity, arch, phase, as_latex, **kw):
     QUANTITY: params, active-params, kv-cache, kv-cache-per-token, flops, matmul-flops,
     bytes, intensity, memory, weights-bytes, activation-bytes, time (needs --gpu), …"""
     from perfmodel.api import formula as show
+    from perfmodel.quantities import lookup
 
-    return show(quantity, scenario(arch, phase, **kw), as_latex=as_latex)
+    sc = scenario(arch, phase, **kw)
+    frame = show(quantity, sc, as_latex=as_latex)
+    return with_fits(frame, sc) if lookup(quantity).needs_gpu else frame
 
 
 @cli.command()
@@ -402,11 +529,17 @@ def compare(models, sets, gpu, plot, plot_column, **kw):
     from hardware.catalog import get_accelerator
     from perfmodel.comparison import compare as side_by_side
 
-    frame = side_by_side(models, get_accelerator(gpu), overrides=parse_sets(sets), **kw)
+    acc = get_accelerator(gpu)
+    frame = side_by_side(models, acc, overrides=parse_sets(sets), **kw)
+    for _, row in frame[~frame["fits"].astype(bool)].iterrows():
+        warn(f"{row['model']} at batch {kw['batch']}, context {kw['context']} needs {row['total_bytes'] / 2**30:.4g} GiB "
+             f"but {acc.name} has {acc.memory_bytes / 2**30:.4g} GiB: it does not fit (times are what it would take if it did)")
     if plot:
         from perfmodel.plots import bar_chart
 
-        bar_chart(frame, plot_column, plot, label_column="model")
+        title = (f"on {acc.name}: batch {kw['batch']}, context {kw['context']}; weights {kw['weight_dtype']}, "
+                 f"activations {kw['act_dtype']}, KV {kw['kv_dtype']}")
+        bar_chart(frame, plot_column, plot, label_column="model", title=title)
     return frame
 
 
@@ -434,12 +567,15 @@ def sweep(arch, gpu, phase, metric, batch, context, seq, plot, plot_kind, **kw):
     Evaluated with numpy over the whole grid (the same expression `formula` prints)."""
     from perfmodel.sweeps import sweep as run, swept_axis
 
-    frame = run(scenario(arch, phase, gpu=gpu, **kw), metric, batch=batch, seq=seq, context=context)
+    sc = scenario(arch, phase, gpu=gpu, **kw)
+    frame = run(sc, metric, batch=batch, seq=seq, context=context)
     if plot:
         from perfmodel.plots import sweep_chart
 
         name = frame["metric"].iloc[0]
-        sweep_chart(frame.rename(columns={"value": name}), name, plot, kind=plot_kind, x=swept_axis(frame), series="batch")
+        title = f"{arch.name} {phase}" + (f" on {sc.accelerator.name}" if sc.accelerator else "") + \
+            f": weights {kw['weight_dtype']}, activations {kw['act_dtype']}, KV {kw['kv_dtype']}"
+        sweep_chart(frame.rename(columns={"value": name}), name, plot, kind=plot_kind, x=swept_axis(frame), series="batch", title=title)
     return frame
 
 
@@ -454,7 +590,7 @@ def hardware_list():
     """Every catalog accelerator with dense peaks, bandwidth and capacity."""
     from hardware.catalog import catalog_frame
 
-    return catalog_frame()
+    return viewed(catalog_frame(), *HARDWARE_VIEW)
 
 
 @hardware.command("show")
@@ -477,6 +613,7 @@ def hardware_measure(device, quick, save):
     from hardware.catalog import catalog_frame
     from hardware.probes import measure_device, save_accelerator
 
+    require_torch("hardware measure")
     acc = measure_device(device=device, quick=quick, progress=lambda msg: click.echo(msg, err=True))
     if save:
         save_accelerator(acc, save)
@@ -520,9 +657,12 @@ def request(arch, gpu, batch, prompt, output_tokens, by, plot, cuda_graphs, merg
     sc = sc.but(weight_group_size=kw.pop("weight_group_size"), embed_dtype=kw.pop("embed_dtype"))
     fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
     frame = report(sc, prompt, output_tokens, fusion, by=by)
+    # the names every time-reporting command uses (issue 11) beside request's memory_bytes
+    frame["memory_needed_bytes"] = frame["memory_bytes"]
+    frame["capacity_bytes"] = sc.accelerator.memory_bytes
     if not bool(frame["fits"].iloc[0]):
-        click.echo(f"warning: does not fit: needs {frame['memory_bytes'].iloc[0] / 2**30:.1f} GiB of "
-                   f"{sc.accelerator.memory_bytes / 2**30:.1f} GiB on {sc.accelerator.name}", err=True)
+        warn(f"does not fit: needs {frame['memory_bytes'].iloc[0] / 2**30:.1f} GiB of "
+             f"{sc.accelerator.memory_bytes / 2**30:.1f} GiB on {sc.accelerator.name}")
     if plot:
         from perfmodel.plots import request_chart
 
@@ -720,8 +860,33 @@ def validate_attention(device, grid, gpu, threads, published, measured, by, out_
     (calibrated_s). Times torch SDPA unless --published or --measured is given."""
     from hardware.attention_bench import report
 
-    return report(device=device, grid=grid, gpu=gpu, threads=threads, published=published, measured=measured,
-                  by=by, out_of_sample=out_of_sample, fit_path=fit_path, refit=refit, plot=plot, progress=True)
+    if not (published or measured):
+        require_torch("validate attention (timing here)")
+    frame = report(device=device, grid=grid, gpu=gpu, threads=threads, published=published, measured=measured,
+                   by=by, out_of_sample=out_of_sample, fit_path=fit_path, refit=refit, plot=plot, progress=True)
+    if by == "row" and "error" in frame:
+        from hardware.attention_scoring import summarize
+
+        frame.attrs["summary"] = summarize(frame)  # the terminal view prints it first
+        viewed(frame, "study", "gpu", "kernel", "pass", "head_dim", "seq_q", "seq_kv", "causal", "measured_s",
+               "predicted_s", "error", "calibrated_s", "calibrated_error")
+    return frame
+
+
+def require_torch(what: str) -> None:
+    """A one-line error, before any work, where torch is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise PerfmodelError(f"{what} needs torch, which is not installed: pip install -e '.[test]' (the test extra)")
+
+
+def _say(message: str) -> None:
+    """One line on stderr, readable on an ASCII-only terminal too."""
+    try:
+        click.echo(message, err=True)
+    except UnicodeEncodeError:
+        click.echo(message.encode("ascii", "backslashreplace").decode("ascii"), err=True)
 
 
 @validate.command("e2e")
@@ -745,7 +910,7 @@ def validate_e2e(published, by, in_sample_only, unmapped, kind):
 # --- batch: many rows of one table command, in one process -----------------------------
 
 #: the parameters ``output_options`` adds: ``batch`` renders, so rows do not choose these
-OUTPUT_PARAMS = ("fmt", "output")
+OUTPUT_PARAMS = ("fmt", "output", "columns", "wide")
 
 
 @cli.command()
@@ -888,12 +1053,19 @@ def run_row(ctx: click.Context, cmd: click.Command, name: str, params: dict, row
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI; any refused input is one ``error:`` line, exit 2."""
+    """Entry point: run the CLI; any refused input is one ``error:`` line, exit 2.
+    An unexpected failure is one line too (``PERFMODEL_DEBUG=1`` shows the traceback)."""
+    import os
+
     try:
         cli.main(args=argv, prog_name="perfmodel", standalone_mode=False)
+        sys.stdout.flush()
     except PerfmodelError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _say(f"error: {' '.join(str(exc).split())}")
         sys.exit(2)
+    except BrokenPipeError:  # `perfmodel ... | head`: the reader left; not an error
+        sys.stderr.close()
+        os._exit(0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -902,6 +1074,30 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        _say("error: interrupted")
+        sys.exit(130)
+    except OSError as exc:  # stdout on a full device, a vanished folder, …
+        _say(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        _quiet_exit(2)
+    except (RecursionError, MemoryError, OverflowError, ValueError, TypeError, KeyError, ZeroDivisionError) as exc:
+        if os.environ.get("PERFMODEL_DEBUG"):
+            raise
+        _say(f"error: could not handle this input ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+             "PERFMODEL_DEBUG=1 shows where")
+        sys.exit(2)
+
+
+def _quiet_exit(code: int) -> None:
+    """Exit without a second failure from flushing a broken stdout."""
+    import os
+
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

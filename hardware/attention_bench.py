@@ -22,6 +22,8 @@ torch is imported inside the functions that need it, never at module import.
 
 from __future__ import annotations
 
+import io
+
 import math
 import os
 import sys
@@ -309,9 +311,9 @@ def _flash_impl(torch) -> str | None:
 
 def score(frame: pd.DataFrame, accelerators: dict, fit=None) -> pd.DataFrame:
     """Measured rows plus the model: pure roofline, catalog and calibrated predictions
-    and their errors (:mod:`perfmodel.validation`), keyed by the ``accelerator`` column."""
-    from perfmodel.efficiency import load_fit
-    from perfmodel.validation import calibrate, predict_rows, public
+    and their errors (:mod:`hardware.attention_scoring`), keyed by the ``accelerator`` column."""
+    from hardware.attention_fit import load_fit
+    from hardware.attention_scoring import calibrate, predict_rows, public
 
     predicted = predict_rows(frame, accelerators)
     return public(calibrate(predicted, fit if fit is not None else load_fit(), accelerators))
@@ -335,17 +337,21 @@ def rescore(path, accelerator: Accelerator | None = None, fit=None) -> pd.DataFr
     (``accelerator_key``), else the roof stored in the rows."""
     from hardware.catalog import catalog
 
+    from perfmodel.files import read_text
+
+    text = read_text(path, "measurements")
     try:
-        frame = pd.read_csv(path, keep_default_na=True)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise PerfmodelError(f"cannot read measurements {path}: {exc}") from None
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        raise PerfmodelError(f"measurements {path}: empty file (expected a CSV with a header row)") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise PerfmodelError(f"measurements {path}: malformed CSV: {' '.join(str(exc).split())[:150]}") from None
     needed = {"batch", "heads", "kv_heads", "head_dim", "seq_q", "seq_kv", "causal", "dtype", "pass", "measured_s"}
     missing = needed - set(frame.columns)
     if missing:
         raise PerfmodelError(f"measurements {path}: missing columns {', '.join(sorted(missing))}")
     keep = [c for c in frame.columns if c in needed or c in _MEASURED_COLUMNS]
-    frame = frame[keep].copy()
-    frame["causal"] = frame["causal"].astype(str).str.lower() == "true"
+    frame = _checked_measurements(frame[keep].copy(), path)
     for c, default in (("family", "unknown"), ("impl", "fused")):
         if c not in frame:
             frame[c] = default
@@ -359,6 +365,44 @@ def rescore(path, accelerator: Accelerator | None = None, fit=None) -> pd.DataFr
         key = frame.loc[frame["accelerator"] == name, "accelerator_key"].iloc[0]
         accelerators[name] = known[key] if isinstance(key, str) and key in known else accelerator_from_rows(frame, name)
     return score(frame, accelerators, fit)
+
+
+_COUNT_COLUMNS = ("batch", "heads", "kv_heads", "head_dim", "seq_q", "seq_kv")
+
+
+def _checked_measurements(frame: pd.DataFrame, path) -> pd.DataFrame:
+    """Measurement rows with every cell checked: positive whole counts, ``causal`` true or
+    false, known dtype and pass, ``measured_s`` a positive number (blank: not measured)."""
+    from perfmodel.units import DTYPES
+
+    if frame.empty:
+        raise PerfmodelError(f"measurements {path}: no rows under the header")
+
+    def bad(i: int, column: str, value, expected: str) -> PerfmodelError:
+        return PerfmodelError(f"measurements {path}: row {i + 2}: {column}: expected {expected}, got {value!r}")
+
+    for column in _COUNT_COLUMNS:
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        for i, (raw, v) in enumerate(zip(frame[column], numbers)):
+            if not (v >= 1 and v == int(v)):
+                raise bad(i, column, raw, "a positive whole number")
+        frame[column] = numbers.astype("int64")
+    measured = pd.to_numeric(frame["measured_s"], errors="coerce")
+    for i, (raw, v) in enumerate(zip(frame["measured_s"], measured)):
+        if not (pd.isna(raw) or (v > 0 and v < float("inf"))):
+            raise bad(i, "measured_s", raw, "a positive number of seconds (or blank)")
+    frame["measured_s"] = measured
+    flags = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
+    causal = [flags.get(str(v).strip().lower()) for v in frame["causal"]]
+    for i, (raw, v) in enumerate(zip(frame["causal"], causal)):
+        if v is None:
+            raise bad(i, "causal", raw, "true or false")
+    frame["causal"] = causal
+    for column, known in (("dtype", DTYPES), ("pass", ("fwd", "bwd", "fwd_bwd"))):
+        for i, v in enumerate(frame[column]):
+            if v not in known:
+                raise bad(i, column, v, f"one of {', '.join(known)}")
+    return frame
 
 
 #: columns a measurement CSV keeps when re-scored (provenance, the stored roof, timing)
@@ -378,9 +422,9 @@ def report(*, device: str | None = None, grid: str | None = None, gpu: str | Non
     rows (``published``) or a stored CSV re-scored (``measured``); one row per call, or
     a summary per ``by`` keys (comma-separated)."""
     from hardware.catalog import get_accelerator
-    from perfmodel.efficiency import load_fit
-    from perfmodel.validation import plot as draw
-    from perfmodel.validation import public, summarize
+    from hardware.attention_fit import load_fit, save
+    from hardware.attention_scoring import plot as draw
+    from hardware.attention_scoring import public, summarize
 
     if published and measured:
         raise PerfmodelError("--published and --measured: choose one")
@@ -398,7 +442,7 @@ def report(*, device: str | None = None, grid: str | None = None, gpu: str | Non
         frame = data.predicted()
         fit = data.train(frame) if refit else load_fit(fit_path)
         if refit:
-            fit.save(refit)
+            save(fit, refit)
         rows = data.scored(fit, out_of_sample=out_of_sample, rows_=frame)
     else:
         fit = load_fit(fit_path)

@@ -106,15 +106,15 @@ def _attention_features(frame, acc, params):
     from perfmodel.cost import accelerator_terms, kernels
     from perfmodel.evaluate import value
     from hardware.published import PASS_FACTOR  # noqa: F401  (the source's FLOP convention)
-    from perfmodel.validation import call_of
+    from hardware.attention_scoring import call_of
 
     feats = []
     for _, r in frame.iterrows():
         call = call_of(r)
         terms = {str(k): float(v) for k, v in accelerator_terms(acc, params, call.dtype).items()}
         launches = [kernel for launch in call.kernels() for kernel in kernels(launch)]
-        feats.append([{**{str(k): float(value(v, call.values)) for k, v in kernel.inputs.items()}, **terms}
-                      for kernel in launches])
+        feats.append([{**{str(k): float(value(v, call.values)) for k, v in kernel.inputs.items()}, **terms,
+                       "kind": kernel.kind} for kernel in launches])
     return feats
 
 
@@ -124,8 +124,6 @@ def _attention_predict(feats, params):
 
 
 def _attention_seconds(feats, params):
-    from sympy import lambdify
-
     from perfmodel import symbols as S
     from perfmodel.cost import ATTENTION_TIME_S
 
@@ -135,44 +133,62 @@ def _attention_seconds(feats, params):
     for launch in range(max(len(x) for x in feats)):
         cols = [np.array([x[launch].get(str(a), 0.0) if launch < len(x) else 0.0 for x in feats]) for a in args[:9]]
         live = np.array([launch < len(x) for x in feats])
-        t = f(*cols, params.stream_bytes_half, params.stream_efficiency, params.attention_efficiency,
+        backward = np.array([launch < len(x) and x[launch]["kind"] == "attention_backward" for x in feats])
+        plateau = params.attention_efficiency * np.where(backward, params.attention_backward_fraction, 1.0)
+        t = f(*cols, params.stream_bytes_half, params.stream_efficiency, plateau,
               params.attention_k_half, params.softmax_overlap, 0.0)
         out += np.where(live, t, 0.0)
     return out
 
 
 def fit_attention(data: dict) -> dict:
-    """Per part: attention's plateau and keys-per-query ramp, fitted to the published
-    forward prefill calls of the best kernel family measured on it (highest plateau)."""
+    """Per part: attention's plateau, keys-per-query ramp and softmax overlap, fitted to the
+    published forward (and fwd+bwd) prefill calls of the best kernel family measured on it
+    (highest plateau). The backward's fraction of the forward plateau is fitted first,
+    where one family's rows hold both passes on one part, and taken by every part."""
     from hardware import published
     from hardware.catalog import get_accelerator
 
     rows = published.predicted()
     rows = rows[rows["scored"] & (rows["regime"] == "prefill") & rows["pass"].isin(["fwd", "fwd_bwd"]) & (rows["impl"] == "fused")
                 & rows["family"].isin(ATTENTION_FAMILIES) & rows["dtype"].isin(["bf16", "fp16"])]
+    names = ["attention_efficiency", "attention_k_half", "softmax_overlap"]
+    both = [(len(sub), key, family, sub) for (key, family), sub in rows.groupby(["accelerator", "family"])
+            if set(sub["pass"]) >= {"fwd", "fwd_bwd"}]
+    backward = None
+    if both:
+        n, key, family, sub = max(both, key=lambda x: x[0])
+        acc = get_accelerator(key)
+        base = params_for(acc, data)
+        feats = _attention_features(sub, acc, base)
+        params, _ = fit(lambda p: _attention_predict(feats, p), sub["measured_s"], base, names + ["attention_backward_fraction"])
+        backward = (key, family, n)
+        data["defaults"]["attention_backward_fraction"] = _entry(
+            params.attention_backward_fraction, f"{family} on {key}: its {n} forward and forward+backward calls fitted "
+            "together (the only part and kernel with both), taken by every part")
     report = {}
     for key, g in rows.groupby("accelerator"):
         acc = get_accelerator(key)
         base = params_for(acc, data)
-        best = None
+        results = []
         for family, sub in g.groupby("family"):
             feats = _attention_features(sub, acc, base)
-            params, rms = fit(lambda p: _attention_predict(feats, p), sub["measured_s"], base,
-                              ["attention_efficiency", "attention_k_half", "softmax_overlap"])
+            params, rms = fit(lambda p: _attention_predict(feats, p), sub["measured_s"], base, names)
             err = _attention_predict(feats, params) / sub["measured_s"].to_numpy() - 1
             pure_err = sub["predicted_s"].to_numpy() / sub["measured_s"].to_numpy() - 1
-            result = (params.attention_efficiency, family, params, err, pure_err, sub)
-            if best is None or result[0] > best[0]:
-                best = result
-        _, family, params, err, pure_err, sub = best
-        src = (f"least squares on ln t over {len(sub)} published {family} forward calls "
-               f"({sub['study'].nunique()} sources, attention-measurements*.csv)")
+            results.append((params.attention_efficiency, family, params, err, pure_err, sub))
+        _, family, params, err, pure_err, sub = max(results, key=lambda r: r[0])
+        src = (f"least squares on ln t over {len(sub)} published {family} calls ({', '.join(sorted(set(sub['pass'])))}; "
+               f"{sub['study'].nunique()} sources, attention-measurements*.csv)")
         data["accelerators"].setdefault(key, {}).update(
-            attention_efficiency=_entry(params.attention_efficiency, src), attention_k_half=_entry(params.attention_k_half, src),
-            softmax_overlap=_entry(params.softmax_overlap, src))
+            attention_efficiency=_entry(params.attention_efficiency, src),
+            attention_k_half=_entry(params.attention_k_half, src), softmax_overlap=_entry(params.softmax_overlap, src))
         report[key] = {"family": family, "rows": int(len(sub)), "median_abs_error": round(float(np.median(np.abs(err))), 4),
                        "p90_abs_error": round(float(np.quantile(np.abs(err), 0.9)), 4),
                        "pure_roofline_median_abs_error": round(float(np.median(np.abs(pure_err))), 4)}
+    if backward:
+        report["backward_fraction"] = {"from": f"{backward[1]}@{backward[0]}", "rows": backward[2],
+                                       "value": round(data["defaults"]["attention_backward_fraction"]["value"], 4)}
     return report
 
 
@@ -182,8 +198,8 @@ def attention_out_of_sample(data: dict) -> dict:
     previous per-group efficiency model (``efficiency-fit.json``) on the same rows."""
     from hardware import published
     from hardware.catalog import get_accelerator
-    from perfmodel.efficiency import load_fit
-    from perfmodel.validation import calibrate as old_model
+    from hardware.attention_fit import load_fit
+    from hardware.attention_scoring import calibrate as old_model
 
     rows = published.predicted()
     rows = rows[rows["scored"] & (rows["impl"] == "fused") & rows["family"].isin(ATTENTION_FAMILIES)]
@@ -215,6 +231,9 @@ TRANSFERS = (
     ("softmax_overlap", "a100-80gb-sxm", "FlashAttention-2's schedule, the kernel every engine has"),
 )
 FIXED_DEFAULTS = {
+    "dequant_ops_per_weight": (4.0, "not fitted (no published prefill of a weight-only kernel in the data): 4 vector "
+                               "operations per weight, the dequantize loop of GPTQ/AWQ-style kernels: unpack (shift and "
+                               "mask), integer to fp16 convert, subtract the zero point, multiply by the group scale"),
     "gemm_efficiency": (0.75, "hw-notes §4: large BF16 GEMMs reach 0.75-0.80 of the dense peak on H100/H200; low end "
                         "taken for parts with neither a MAMF measurement nor a catalog matmul_efficiency"),
     "stream_efficiency": (0.90, "hw-notes §4: large streaming kernels reach 0.85-0.92 of nominal HBM bandwidth "

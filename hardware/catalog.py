@@ -41,6 +41,7 @@ from pathlib import Path
 from hardware.accelerator import Accelerator
 from hardware.cost_data import params_for, with_overrides
 from perfmodel.errors import PerfmodelError, UnknownNameError
+from perfmodel.files import parse_json, parse_yaml, read_text, write_text
 from perfmodel.units import DTYPES, GIB
 
 #: Accelerator.peak_flops_per_s key -> gpu-specs.csv column (TFLOP/s, or TOP/s for int8)
@@ -249,6 +250,19 @@ _TEXT = ("name", "key", "vendor", "efficiency_source", "source", "notes")
 _WHOLE = ("memory_bytes", "l2_bytes", "sm_count", "pcie_gen")  # positive integers
 _RATES = ("memory_bandwidth_bytes_per_s", "vector_flops_per_s", "tdp_w")  # positive numbers
 _FRACTIONS = ("matmul_efficiency", "bandwidth_efficiency")
+#: plausible ranges (base units) for a user file; outside them a unit slip is likely
+#: (3.35 for 3.35 TB/s): refused, naming the range. CPUs sit at the low ends.
+_PLAUSIBLE = {
+    "memory_bandwidth_bytes_per_s": (1e8, 1e15, "bytes/s", "3.35e12 for 3.35 TB/s"),
+    "peak_flops_per_s": (1e9, 1e18, "FLOP/s", "989e12 for 989 TFLOP/s"),
+    "vector_flops_per_s": (1e9, 1e18, "FLOP/s", "67e12 for 67 TFLOP/s"),
+    "memory_bytes": (2**24, 2**50, "bytes", "85899345920 for 80 GiB"),
+    "interconnect_bytes_per_s": (1e8, 1e14, "bytes/s", "900e9 for 900 GB/s"),
+    "l2_bytes": (2**10, 2**36, "bytes", "52428800 for 50 MiB"),
+    "tdp_w": (1, 1e5, "W", "700"),
+}
+#: the largest decimal exponent a number in a user file may have (either sign)
+_MAX_EXPONENT = 30
 _PEAK_PREFIX = "peak_flops_per_s_"
 _RIDGE_PREFIX = "ridge_point_flop_per_byte_"
 
@@ -270,13 +284,27 @@ class _Fields:
         if isinstance(value, int):
             return value
         try:
-            exact = Fraction(value) if isinstance(value, float) else Fraction(Decimal(value.strip()))
-        except (InvalidOperation, ValueError, OverflowError):
+            decimal = Decimal(repr(value) if isinstance(value, float) else value.strip())
+        except (InvalidOperation, ValueError):
             raise self.fail(field, f"expected a finite number, got {value!r}") from None
+        if not decimal.is_finite():
+            raise self.fail(field, f"expected a finite number, got {value!r}")
+        if decimal and abs(decimal.adjusted()) > _MAX_EXPONENT:
+            raise self.fail(field, f"{str(value)[:40]} is out of range (exponent beyond ±{_MAX_EXPONENT})")
+        exact = Fraction(value) if isinstance(value, float) else Fraction(decimal)
         return int(exact) if exact.denominator == 1 else float(exact)
+
+    def plausible(self, field: str, number, kind: str | None = None) -> None:
+        """Refuse a value outside :data:`_PLAUSIBLE`'s range for ``kind`` (default ``field``)."""
+        low, high, unit, example = _PLAUSIBLE[kind or field]
+        if number and not low <= number <= high:
+            raise self.fail(field, f"{number:g} {unit} is implausible (expected {low:g} to {high:g} {unit}; "
+                                   f"give base units, e.g. {example})")
 
     def positive(self, field: str, value, whole: bool = False, allow_zero: bool = False) -> int | float:
         number = self.number(field, value)
+        if isinstance(number, int) and abs(number) > 10**_MAX_EXPONENT:
+            raise self.fail(field, f"{str(value)[:40]} is out of range (more than 10**{_MAX_EXPONENT})")
         if whole and not isinstance(number, int):
             raise self.fail(field, f"expected a whole number, got {value!r}")
         if number < 0 or (number == 0 and not allow_zero):
@@ -286,13 +314,17 @@ class _Fields:
     def peaks(self, field: str, value) -> dict[str, int | float]:
         if not isinstance(value, Mapping):
             raise self.fail(field, f"expected a mapping of dtype to FLOP/s, got {type(value).__name__}")
-        out = {}
+        out, seen = {}, {}
         for dtype, rate in value.items():
             dtype_key = str(dtype).lower()
             if dtype_key not in DTYPES:
                 raise self.fail(f"{field}.{dtype}", f"unknown dtype (known: {', '.join(DTYPES)})")
+            if dtype_key in seen:
+                raise self.fail(f"{field}.{dtype}", f"given twice (also as {seen[dtype_key]!r}; dtypes ignore case)")
+            seen[dtype_key] = dtype
             if rate is not None:
                 out[dtype_key] = self.positive(f"{field}.{dtype}", rate)
+                self.plausible(f"{field}.{dtype}", out[dtype_key], "peak_flops_per_s")
         return out
 
     def convert(self, field: str, value):
@@ -301,11 +333,17 @@ class _Fields:
                 raise self.fail(field, f"expected {'a non-empty' if field == 'name' else 'a'} string, got {value!r}")
             return value
         if field in _WHOLE:
-            return self.positive(field, value, whole=True)
-        if field in _RATES:
-            return self.positive(field, value)
-        if field == "interconnect_bytes_per_s":
-            return self.positive(field, value, allow_zero=True)
+            number = self.positive(field, value, whole=True)
+        elif field in _RATES:
+            number = self.positive(field, value)
+        elif field == "interconnect_bytes_per_s":
+            number = self.positive(field, value, allow_zero=True)
+        else:
+            number = None
+        if number is not None:
+            if field in _PLAUSIBLE:
+                self.plausible(field, number)
+            return number
         if field in _FRACTIONS:
             number = self.number(field, value)
             if not 0 < number <= 1.5:
@@ -358,9 +396,11 @@ def accelerator_from_dict(data: object, origin: str = "accelerator") -> Accelera
     peaks = {}
     for dtype, rate in flat_peaks.items():
         if dtype not in DTYPES:
-            raise f.fail(f"{_PEAK_PREFIX}{dtype}", f"unknown dtype (known: {', '.join(DTYPES)})")
+            hint = f"write it {dtype.lower()!r}" if dtype.lower() in DTYPES else f"known: {', '.join(DTYPES)}"
+            raise f.fail(f"{_PEAK_PREFIX}{dtype}", f"unknown dtype ({hint})")
         if rate is not None:
             peaks[dtype] = f.positive(f"{_PEAK_PREFIX}{dtype}", rate)
+            f.plausible(f"{_PEAK_PREFIX}{dtype}", peaks[dtype], "peak_flops_per_s")
     for dtype, rate in values.get("peak_flops_per_s", {}).items():
         if dtype in peaks and peaks[dtype] != rate:
             raise f.fail(f"{_PEAK_PREFIX}{dtype}", f"{peaks[dtype]} disagrees with peak_flops_per_s.{dtype}={rate}")
@@ -398,21 +438,10 @@ def accelerator_from_dict(data: object, origin: str = "accelerator") -> Accelera
 
 
 def _parse(path: Path, text: str) -> object:
-    """JSON or YAML by suffix; a parser error becomes one line with the file and line."""
+    """JSON or YAML by suffix, strictly (:mod:`perfmodel.files`); errors name the file."""
     if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PerfmodelError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg} (column {exc.colno})") from None
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else "?"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PerfmodelError(f"{path}:{line}: malformed YAML: {' '.join(str(problem).split())}") from None
+        return parse_json(text, str(path))
+    return parse_yaml(text, str(path))
 
 
 def load_accelerator_file(path: str | os.PathLike) -> Accelerator:
@@ -421,13 +450,9 @@ def load_accelerator_file(path: str | os.PathLike) -> Accelerator:
     path = Path(path)
     if path.suffix.lower() not in _FILE_SUFFIXES:
         raise PerfmodelError(f"accelerator file {str(path)!r}: name must end in .json, .yaml or .yml")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PerfmodelError(f"accelerator file {str(path)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PerfmodelError(f"accelerator file {str(path)!r}: cannot read: {exc}") from None
-    data = _parse(path, text)
+    if not os.path.lexists(path) and len(path.name) < 255:
+        raise PerfmodelError(f"accelerator file {str(path)!r} not found")
+    data = _parse(path, read_text(path, "accelerator file"))
     if isinstance(data, list):
         if len(data) != 1:
             raise PerfmodelError(f"{path}: holds {len(data)} records; an accelerator file describes one")
@@ -460,10 +485,10 @@ def dump_accelerator_file(acc: Accelerator, path: str | os.PathLike) -> None:
     path = Path(path)
     data = accelerator_to_dict(acc)
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_text(path, json.dumps(data, indent=2) + "\n")
     elif path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
-        path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     else:
         raise PerfmodelError(f"accelerator file {str(path)!r}: name must end in .json, .yaml or .yml")

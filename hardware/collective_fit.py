@@ -31,13 +31,13 @@ from sympy import lambdify
 from hardware.links import interconnect
 from perfmodel import collectives as C
 from perfmodel import symbols as S
-from perfmodel.efficiency import levenberg_marquardt
+from hardware.attention_fit import levenberg_marquardt
 from perfmodel.errors import PerfmodelError
 
 MEASUREMENTS = "nccl-measurements.csv"
 FIT_FILE = "collectives-fit.json"
 PARAMETERS = ("t_c", "alpha_c", "e_c", "X_ch", "p_c")
-METHOD = ("least squares on ln(time), Levenberg-Marquardt (perfmodel.efficiency.levenberg_marquardt) on "
+METHOD = ("least squares on ln(time), Levenberg-Marquardt (hardware.attention_fit.levenberg_marquardt) on "
           "bounded parameters (log-space sigmoid within BOUNDS), best of 3 starts per algorithm; time from "
           "the row's measured latency in notes; NCCL's default all-reduce on NVLink SHARP systems is fitted "
           "as the faster of ring and nvls at each size (both parameter sets at once)")

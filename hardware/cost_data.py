@@ -19,7 +19,7 @@ from perfmodel.errors import PerfmodelError
 
 FILE = "cost-model.json"
 FIELDS = ("gemm_k_half", "weight_stream_efficiency", "stream_efficiency", "stream_bytes_half", "attention_efficiency",
-          "attention_k_half", "softmax_overlap", "kernel_s", "gap_s", "launch_s", "step_s", "eager_step_s", "exp_per_clock_per_sm", "clock_hz",
+          "attention_k_half", "softmax_overlap", "attention_backward_fraction", "kernel_s", "gap_s", "launch_s", "step_s", "eager_step_s", "dequant_ops_per_weight", "exp_per_clock_per_sm", "clock_hz",
           "tile_n", "tile_m_min", "tile_m_max")
 
 

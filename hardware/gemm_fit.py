@@ -21,7 +21,7 @@ import pandas as pd
 
 from perfmodel import symbols as S
 from perfmodel.cost import GEMM_TIME_S, PARAMETERS, _compiled
-from perfmodel.efficiency import levenberg_marquardt
+from hardware.attention_fit import levenberg_marquardt
 
 FILE = "gemm-measurements.csv"
 
@@ -82,7 +82,7 @@ _ARGS = (S.M_g, S.N_g, S.K_g, S.F_m, S.X_w, S.X_o, S.R, S.R_v, S.BW, S.n_sm, S.T
 
 def predict(frame: pd.DataFrame, acc, params) -> np.ndarray:
     """Seconds of each row's GEMM under ``params`` (a CostParams) on ``acc``."""
-    f = _compiled(GEMM_TIME_S.xreplace({S.F_v: 0}), _ARGS)
+    f = _compiled(GEMM_TIME_S.xreplace({S.F_v: 0, S.c_q: 0}), _ARGS)
     out = np.empty(len(frame))
     for dtype, idx in frame.groupby("dtype").indices.items():
         sub = frame.iloc[idx]

@@ -186,7 +186,7 @@ def predicted(which: tuple[str, ...] = ("main", "extra")) -> pd.DataFrame:
 
 @functools.cache
 def _predicted(which: tuple[str, ...]) -> pd.DataFrame:
-    from perfmodel.validation import predict_rows
+    from hardware.attention_scoring import predict_rows
 
     frame = rows(which)
     return predict_rows(frame, accelerators(frame))
@@ -196,8 +196,8 @@ def scored(fit=None, *, out_of_sample: bool = False, rows_: pd.DataFrame | None 
     """Every stored row (or the :func:`predicted` ``rows_``) with pure, catalog and
     calibrated predictions (``fit``: default the stored one) and, with
     ``out_of_sample``, leave-one-source-out predictions."""
-    from perfmodel.efficiency import load_fit
-    from perfmodel.validation import calibrate, leave_one_out
+    from hardware.attention_fit import load_fit
+    from hardware.attention_scoring import calibrate, leave_one_out
 
     frame = predicted() if rows_ is None else rows_
     accs = accelerators(frame)
@@ -210,7 +210,7 @@ def train(rows_: pd.DataFrame | None = None):
     :func:`predicted` ``rows_`` (default: all stored rows) and record, as
     provenance, its out-of-sample errors: on the held-out file, leave-one-source-out
     over all rows, and FA2-on-A100 parameters applied to FA3 on H100."""
-    from perfmodel.validation import calibrate, fit_rows, leave_one_out, summarize, transfer
+    from hardware.attention_scoring import calibrate, fit_rows, leave_one_out, summarize, transfer
 
     frame = predicted() if rows_ is None else rows_
     accs = accelerators(frame)

@@ -87,13 +87,16 @@ def shapes(arch: Architecture) -> pd.DataFrame:
 
 def kv_cache(sc: Scenario) -> pd.DataFrame:
     """KV-cache bytes per token, and for ``batch`` sequences holding the cache as it
-    stands after the scenario's step (``context + seq`` tokens each)."""
+    stands after the scenario's step (``tokens_cached`` = ``context + seq`` tokens each,
+    the ``kv_cache_bytes`` quantity ``formula`` and ``sweep`` evaluate)."""
     per_token = metrics.kv_cache_bytes_per_token(sc.arch, sc.options)
-    total = metrics.kv_cache_bytes(sc.arch, sc.options, S.t + S.s)
-    nbytes = value(total, sc.values)
+    nbytes = value(lookup("kv_cache_bytes").build(sc), sc.values)
     row = {
         "model": sc.arch.name,
-        "context": sc.tokens_seen,
+        "phase": sc.phase,
+        "seq": sc.seq_tokens,
+        "context": sc.context_tokens,
+        "tokens_cached": sc.tokens_seen,
         "batch": sc.batch,
         "kv_dtype": sc.kv_dtype,
         "kv_cache_bytes_per_token": value(per_token, sc.values),
@@ -184,9 +187,19 @@ def _attention_width(att) -> Expr:
 
 def memory_report(sc: Scenario) -> pd.DataFrame:
     """Weights, KV cache, activations, gradients, optimizer states; with an accelerator,
-    whether it fits and the largest batch (and context) that does."""
+    whether it fits and the largest batch (and context) that does.
+
+    Inference is labelled ``phase`` infer with ``context`` = the tokens each sequence
+    holds (``t + s``) and ``chunk`` = the prefill chunk ``s`` whose working set counts.
+    ``max_context``: the most tokens a sequence can hold at this batch, the chunk growing
+    with it when it is the whole context (``t = 0``), else fixed; capped at the model's
+    context limit (``max_context_limit`` says which bound it hit)."""
     parts = memory(sc.table)
-    row = {**_step_labels(sc), **_row(sc.values, parts)}
+    if sc.options.training:
+        labels = _step_labels(sc)
+    else:
+        labels = {"model": sc.arch.name, "phase": "infer", "batch": sc.batch, "context": sc.tokens_seen, "chunk": sc.seq_tokens}
+    row = {**labels, **_row(sc.values, parts)}
     row["total_gib"] = row["total_bytes"] / GIB
     acc = sc.accelerator
     if acc is not None:
@@ -195,12 +208,24 @@ def memory_report(sc: Scenario) -> pd.DataFrame:
         row["fits"] = row["total_bytes"] <= acc.memory_bytes
         row["max_batch"] = _largest(total, sc.values, S.b, acc.memory_bytes)
         if not sc.options.training and sc.arch.kind != "encoder":  # an encoder-only model keeps no context
-            # the cache grows by whole chunks of the given size; 0: not even one chunk fits
-            cached = _largest(total, sc.values, S.t, acc.memory_bytes, low=0)
-            row["max_context"] = None if cached is None else (cached + sc.seq_tokens if cached >= 0 else 0)
+            row["max_context"], row["max_context_limit"] = _max_context(sc, total, acc.memory_bytes)
     return pd.DataFrame([row])
 
 
+def _max_context(sc: Scenario, total: Expr, capacity: int) -> tuple[int | None, str]:
+    """(the most tokens per sequence that fit at this batch, what bounds it)."""
+    cap = sc.arch.context_limit
+    high = cap or 10**9
+    if sc.context_tokens == 0:  # the chunk is the whole context: grow both together
+        values = {**sc.values, S.t: Integer(0)}
+        found = _largest(total, values, S.s, capacity, high=high)
+        held = found
+    else:  # a fixed chunk after a growing cache
+        found = _largest(total, sc.values, S.t, capacity, low=0, high=max(0, high - sc.seq_tokens))
+        held = None if found is None else (found + sc.seq_tokens if found >= 0 else 0)
+    if held is None:
+        return (cap, "max_position_embeddings") if cap else (None, "none up to 10**9 tokens")
+    return held, "memory"
 def _largest(expr: Expr, values: dict, symbol: Symbol, capacity: int, *, low: int = 1, high: int = 10**9) -> int | None:
     """The largest integer ``symbol`` with ``expr <= capacity`` (expr grows with it);
     ``low - 1`` if none fits, None if all up to ``high`` do. Bisects on the lambdified
@@ -269,9 +294,9 @@ def _derived(sc: Scenario, frame: pd.DataFrame) -> pd.DataFrame:
     frame["expected_tokens_per_s"] = n_tokens / frame["expected_time_s"]
     if not sc.options.training and getattr(sc.accelerator, "cost", None) is not None:
         # the default prediction: the calibrated cost model (time_s stays the pure bound)
-        from perfmodel.request import calibrated_step
+        from perfmodel.request import calibrated_seconds
 
-        calibrated = value(calibrated_step(sc), sc.values)
+        calibrated = calibrated_seconds(sc)
         frame.insert(frame.columns.get_loc("time_s"), "calibrated_time_s", calibrated)
         frame["calibrated_tokens_per_s"] = n_tokens / calibrated
     if sc.phase == "decode":
@@ -313,6 +338,9 @@ def balance(sc: Scenario, by: str = "total") -> pd.DataFrame:
     )
     limit = context_limit(compute, mem, values)
     reason = whole.reason
+    if whole.exists and number(whole.batch) < 1:  # no whole batch is memory-bound
+        reason = f"compute-bound at every batch: compute and memory time meet at batch {number(whole.batch):.3g}, below one sequence"
+        whole = type(whole)(None, reason)
     if not whole.exists and limit is not None:
         reason += (
             f"; a balance point exists only at contexts up to {limit} tokens" if limit >= 0
@@ -338,6 +366,7 @@ def balance(sc: Scenario, by: str = "total") -> pd.DataFrame:
     else:
         row["memory_at_balance_bytes"] = None
         row["fits_at_balance"] = None
+    row["max_batch"] = _largest(memory(sc.table)["total_bytes"], sc.values, S.b, sc.accelerator.memory_bytes)
     return pd.DataFrame([row])
 
 

@@ -262,6 +262,9 @@ class Architecture:
     #: learned absolute position embeddings (GPT-2); None for RoPE/ALiBi models
     max_position_embeddings: int | None = None
     lm_head_bias: bool = False  # a bias on the logits (Phi-1/2)
+    #: the context the model was trained for (config ``max_position_embeddings``) when
+    #: positions are not learned: going beyond it is allowed, with a warning
+    trained_context: int | None = None
     family: str = "custom"
     source: str = ""
     #: encoder-decoder or encoder-only models (see :class:`Encoder`); None for decoder-only ones
@@ -272,6 +275,8 @@ class Architecture:
         _positive(self.name, "hidden_size", self.hidden_size)
         if self.max_position_embeddings is not None:
             _positive(self.name, "max_position_embeddings", self.max_position_embeddings)
+        if self.trained_context is not None:
+            _positive(self.name, "max_position_embeddings", self.trained_context)
         object.__setattr__(self, "layers", tuple(self.layers))
         if not self.layers:
             raise ConfigError("num_hidden_layers", "must be positive, got 0")
@@ -282,6 +287,12 @@ class Architecture:
         if self.encoder is not None and self.encoder.mel_bins and self.encoder.source_positions is None:
             raise ConfigError("max_source_positions", "an audio encoder needs its own position table")
         self.symbol_values  # noqa: B018 - validates that layers agree on shared dimensions
+
+    @property
+    def context_limit(self) -> int | None:
+        """The longest context the model knows: learned positions (a hard limit) or the
+        trained context (a soft one); None when the config states neither."""
+        return self.max_position_embeddings or self.trained_context
 
     @property
     def num_hidden_layers(self) -> int:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
 from pathlib import Path
 
 from perfmodel.errors import PerfmodelError
+from perfmodel.files import strict_hooks
 
 #: what separates the values of a multi-valued option in a CSV cell
 LIST_SEPARATOR = ";"
@@ -28,7 +30,14 @@ def read_rows(path: Path) -> tuple[list[str], list[dict]]:
 
     The format is ``.csv`` or ``.jsonl``/``.ndjson`` by extension, otherwise sniffed
     (a first character ``{`` means JSON lines)."""
+    from perfmodel.files import MAX_BYTES
+
     try:
+        info = path.stat()  # a FIFO or a device would block or never end: not read
+        if not stat.S_ISREG(info.st_mode):
+            raise PerfmodelError(f"{path}: not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise PerfmodelError(f"{path}: {info.st_size:,} bytes is more than the {MAX_BYTES:,}-byte limit")
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         raise PerfmodelError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -84,7 +93,9 @@ def _json_lines(path: Path, text: str) -> tuple[list[str], list[dict]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, **strict_hooks(f"{path} line {number}"))
+        except RecursionError:
+            raise PerfmodelError(f"{path} line {number}: nested too deeply") from None
         except json.JSONDecodeError as exc:
             raise PerfmodelError(f"{path} line {number}: malformed JSON: {exc.msg} (column {exc.colno})") from None
         if not isinstance(record, dict):

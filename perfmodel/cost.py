@@ -10,6 +10,8 @@ Three kernel kinds, each one sympy expression over the symbols in
   ``T_m`` the power of two ≥ M in ``[T_lo, T_hi]``; fewer tiles than SMs are spread
   by split-K) and by the per-tile ramp ``K/(K + K_h)``; the memory side streams the
   weights at ``e_w·BW`` (the GEMV regime of small M) and the rest at ``e_m·BW``.
+  Weight-only quantized weights (int4/int8 under 16-bit activations) are dequantized
+  once per M-tile at ``c_q`` vector operations per element.
 - **Attention** (QKᵀ, softmax, PV fused as FlashAttention runs them): matrix work at
   ``e_a·R`` ramped by keys per query ``k/(k + k_h)``, plus the exponentials at the
   special-function rate ``R_x`` and the other softmax work at the vector rate, of
@@ -47,7 +49,10 @@ _tiles = ceiling(S.M_g / _T_m) * ceiling(S.N_g / S.T_n)
 WAVE_EFFICIENCY = Piecewise((Integer(1), _tiles < S.n_sm), (_tiles / (ceiling(_tiles / S.n_sm) * S.n_sm), True))
 #: fraction of each tile's rows that hold real data
 ROW_EFFICIENCY = S.M_g / (ceiling(S.M_g / _T_m) * _T_m)
-GEMM_COMPUTE_S = S.F_m / (S.R * S.e_g * WAVE_EFFICIENCY * ROW_EFFICIENCY * S.K_g / (S.K_g + S.K_h)) + S.F_v / S.R_v
+#: weight-only quantization: each M-tile dequantizes the weights it reads on the vector units
+DEQUANT_S = (S.X_w / S.B_w) * S.c_q * ceiling(S.M_g / _T_m) / S.R_v
+GEMM_COMPUTE_S = (S.F_m / (S.R * S.e_g * WAVE_EFFICIENCY * ROW_EFFICIENCY * S.K_g / (S.K_g + S.K_h)) + S.F_v / S.R_v
+                  + DEQUANT_S)
 GEMM_MEMORY_S = S.X_w / (S.BW * S.e_w) + (S.X_o + S.X_h) / (S.BW * S.e_m)
 GEMM_TIME_S = Max(GEMM_COMPUTE_S, GEMM_MEMORY_S) + S.t_k
 
@@ -56,13 +61,16 @@ _softmax_s = S.N_x / S.R_x + S.F_v / S.R_v
 ATTENTION_COMPUTE_S = _matrix_s + _softmax_s - S.o_x * Min(_matrix_s, _softmax_s)
 ATTENTION_MEMORY_S = (S.X_o + S.X_h) / (S.BW * S.e_m)
 ATTENTION_TIME_S = Max(ATTENTION_COMPUTE_S, ATTENTION_MEMORY_S) + S.t_k
+#: the backward (dQ, dK, dV; scores recomputed) reaches a fraction f_b of the forward's plateau
+ATTENTION_BACKWARD_TIME_S = ATTENTION_TIME_S.xreplace({S.e_a: S.e_a * S.f_b})
 
 STREAM_TIME_S = Max(S.F_v / S.R_v, (S.X_w + S.X_o + S.X_h) / (S.BW * S.e_m))
 
-FORMULAS = {"gemm-time": GEMM_TIME_S, "attention-time": ATTENTION_TIME_S, "stream-time": STREAM_TIME_S}
+FORMULAS = {"gemm-time": GEMM_TIME_S, "attention-time": ATTENTION_TIME_S,
+            "attention-backward-time": ATTENTION_BACKWARD_TIME_S, "stream-time": STREAM_TIME_S}
 
 #: the fitted (or defaulted) terms, in the order compiled step functions take them
-PARAMETERS = (S.e_g, S.K_h, S.e_w, S.e_m, S.X_h, S.e_a, S.k_h, S.o_x, S.t_k, S.t_g, S.t_l)
+PARAMETERS = (S.e_g, S.K_h, S.e_w, S.e_m, S.X_h, S.e_a, S.k_h, S.o_x, S.f_b, S.t_k, S.t_g, S.t_l)
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,7 @@ class CostParams:
     attention_efficiency: float
     attention_k_half: float
     softmax_overlap: float
+    attention_backward_fraction: float
     kernel_s: float
     #: between kernels of a step (a GEMM timed alone in a loop hides it)
     gap_s: float
@@ -86,6 +95,8 @@ class CostParams:
     step_s: float
     #: the same without CUDA graphs (host-side Python per step)
     eager_step_s: float
+    #: vector operations to dequantize one weight-only quantized element (int4/int8 -> 16 bit)
+    dequant_ops_per_weight: float = 0.0
     #: exponentials per clock per SM of the special-function units, and the clock (Hz)
     exp_per_clock_per_sm: int | None = None
     clock_hz: float | None = None
@@ -101,6 +112,7 @@ class CostParams:
             raise PerfmodelError(f"cost model: softmax_overlap must be in [0, 1], got {self.softmax_overlap}")
         fractions = {"weight_stream_efficiency": self.weight_stream_efficiency, "stream_efficiency": self.stream_efficiency,
                      "attention_efficiency": self.attention_efficiency,
+                     "attention_backward_fraction": self.attention_backward_fraction,
                      **{f"gemm_efficiency[{k}]": v for k, v in self.gemm_efficiency.items()}}
         for name, v in fractions.items():
             if not 0 < v <= 1:
@@ -120,7 +132,7 @@ class CostParams:
         """The values of :data:`PARAMETERS` for GEMMs in ``dtype``."""
         return (self.gemm_fraction(dtype), self.gemm_k_half, self.weight_stream_efficiency, self.stream_efficiency,
                 self.stream_bytes_half, self.attention_efficiency, self.attention_k_half, self.softmax_overlap,
-                self.kernel_s, self.gap_s, self.launch_s)
+                self.attention_backward_fraction, self.kernel_s, self.gap_s, self.launch_s)
 
 
 @dataclass(frozen=True)
@@ -143,7 +155,7 @@ class Fusion:
 class Kernel:
     """One launch: its kind, the formula's inputs as expressions, and how many layers run it."""
 
-    kind: str  # gemm | attention | stream
+    kind: str  # gemm | attention | attention_backward | stream
     name: str
     inputs: Mapping
     repeat: Expr
@@ -166,7 +178,8 @@ def kernels(ops, fusion: Fusion = Fusion()) -> list[Kernel]:
                       S.N_x: sum((o.exps for o in pending_attention), Integer(0)),
                       S.X_o: sum((_other_bytes(o) + o.weight_bytes for o in pending_attention), Integer(0)),
                       S.N_g: qk.gemm[1]}
-            out.append(Kernel("attention", f"attn.core.{qk.pass_}", inputs, qk.repeat))
+            kind = "attention_backward" if qk.pass_ == "bwd" else "attention"
+            out.append(Kernel(kind, f"attn.core.{qk.pass_}", inputs, qk.repeat))
             pending_attention.clear()
 
     for op in ops:
@@ -198,7 +211,8 @@ def kernels(ops, fusion: Fusion = Fusion()) -> list[Kernel]:
 
 def kernel_time(kernel: Kernel, fusion: Fusion = Fusion()) -> Expr:
     """One kernel's seconds (one layer), the formula of its kind with its inputs put in."""
-    formula = {"gemm": GEMM_TIME_S, "attention": ATTENTION_TIME_S, "stream": STREAM_TIME_S}[kernel.kind]
+    formula = {"gemm": GEMM_TIME_S, "attention": ATTENTION_TIME_S, "attention_backward": ATTENTION_BACKWARD_TIME_S,
+               "stream": STREAM_TIME_S}[kernel.kind]
     is_kernel = kernel.kind != "stream" or not fusion.fold_elementwise
     if kernel.kind == "stream" and is_kernel:
         formula = formula + S.t_k
@@ -212,6 +226,17 @@ def kernel_time(kernel: Kernel, fusion: Fusion = Fusion()) -> Expr:
     return time
 
 
+def step_seconds(ops, values: Mapping, fusion: Fusion = Fusion()) -> Expr:
+    """:func:`step_time` with every symbol bound by ``values``, each kernel's inputs made
+    numbers before they enter its formula (exact, and fast: no symbolic ``Max`` to order)."""
+    total = Integer(0)
+    for k in kernels(ops, fusion):
+        numeric = {key: sympify(v).xreplace(values) for key, v in k.inputs.items() if key != "group"}
+        bound = Kernel(k.kind, k.name, numeric, sympify(k.repeat).xreplace(values))
+        total += kernel_time(bound, fusion).xreplace(values) * bound.repeat
+    return total
+
+
 def step_time(ops, fusion: Fusion = Fusion()) -> Expr:
     """Seconds of one step's kernels (forward ops), each times the layers that run it."""
     return sum((kernel_time(k, fusion) * k.repeat for k in kernels(ops, fusion)), Integer(0))
@@ -222,8 +247,12 @@ def kernel_count(ops, fusion: Fusion = Fusion()) -> Expr:
     return sum((k.repeat for k in kernels(ops, fusion) if k.kind != "stream" or not fusion.fold_elementwise), Integer(0))
 
 
-def accelerator_terms(acc, params: CostParams, dtype: str) -> dict:
-    """The constants the formulas take from the accelerator: rates, bandwidth, SMs, tiles."""
+def accelerator_terms(acc, params: CostParams, dtype: str, weight_dtype: str | None = None) -> dict:
+    """The constants the formulas take from the accelerator (rates, bandwidth, SMs, tiles)
+    and the dequantization work when ``weight_dtype`` is narrower than the GEMM ``dtype``."""
+    from perfmodel.units import dtype_bytes
+
+    weight_only = weight_dtype is not None and dtype_bytes(weight_dtype) < dtype_bytes(dtype)
     vector = acc.vector_peak or acc.peak(dtype)
     # without a published special-function rate, exponentials are priced only as the
     # softmax's vector work
@@ -231,7 +260,8 @@ def accelerator_terms(acc, params: CostParams, dtype: str) -> dict:
                 if params.exp_per_clock_per_sm and params.clock_hz and acc.sm_count else oo)
     return {S.R: acc.peak(dtype), S.R_v: vector, S.R_x: exp_rate, S.BW: acc.memory_bandwidth_bytes_per_s,
             # no SM count (a user's part, TPUs): no wave quantization
-            S.n_sm: acc.sm_count or oo, S.T_n: params.tile_n, S.T_lo: params.tile_m_min, S.T_hi: params.tile_m_max}
+            S.n_sm: acc.sm_count or oo, S.T_n: params.tile_n, S.T_lo: params.tile_m_min, S.T_hi: params.tile_m_max,
+            S.c_q: params.dequant_ops_per_weight if weight_only else 0}
 
 
 @lru_cache(maxsize=256)

@@ -26,3 +26,14 @@ class UnknownNameError(PerfmodelError):
         close = difflib.get_close_matches(name.lower(), known, n=4, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
         super().__init__(f"unknown {kind} {name!r}{hint}")
+
+
+class PerfmodelWarning(UserWarning):
+    """A result given with a caveat the user must see (does not fit, extrapolated)."""
+
+
+def warn(message: str) -> None:
+    """Issue ``message`` as a :class:`PerfmodelWarning` (the CLI prints ``warning: …``)."""
+    import warnings
+
+    warnings.warn(message, PerfmodelWarning, stacklevel=2)

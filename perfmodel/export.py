@@ -3,8 +3,9 @@
 Frames hold numbers; formatting happens only here. JSON keeps counts as exact
 integers (pandas would turn a column with a missing value into floats). CSV and JSON
 keep full precision; the table, Markdown and LaTeX group integers by thousands and
-show other numbers to 4 significant digits, with an SI prefix outside [0.001, 1000)
-(``14.79 m`` in a ``time_s`` column is 14.79 ms). The unit is in the column name.
+show other numbers to 4 significant digits; the terminal table adds an SI prefix
+outside [0.001, 1000) (``14.79 m`` in a ``time_s`` column is 14.79 ms), Markdown and
+LaTeX write plain numbers (``0.01479``, ``1.479e-05``). The unit is in the column name.
 
 A frame may name columns that already hold LaTeX math in ``frame.attrs["latex_columns"]``
 (a formula's expression): LaTeX output sets them as ``$…$`` instead of escaping them.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pandas as pd
 
@@ -61,6 +63,21 @@ def _cell(value) -> str:
     return str(value)
 
 
+def plain_cell(value, latex: bool = False) -> str:
+    """A cell for Markdown and LaTeX: like the table's, but floats as plain numbers to 4
+    significant digits (``4.2e-05``, in LaTeX ``4.2\\times10^{-5}``), never an SI letter."""
+    value = _plain(value)
+    if not isinstance(value, float) or isinstance(value, bool) or not math.isfinite(value):
+        return _cell(value)
+    text = f"{value:.4g}"
+    if 1e3 <= abs(value) < 1e15:  # 11,720 rather than 1.172e+04
+        return f"{float(text):,.0f}"
+    mantissa, e, exponent = text.partition("e")
+    if e and latex:
+        return rf"${mantissa}\times10^{{{int(exponent)}}}$"
+    return text
+
+
 def _float(value: float) -> str:
     if value == 0 or not math.isfinite(value) or 1e-3 <= abs(value) < 999.95:
         return f"{value:.4g}"
@@ -99,12 +116,53 @@ def _align(rows: list[list[str]], right: list[bool]) -> list[str]:
     return ["  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)).rstrip() for cells in rows]
 
 
+#: columns that hold a fraction (of the step's time, of peak, predicted/measured - 1):
+#: the terminal table shows them as percentages
+FRACTION_COLUMNS = re.compile(r"(^|_)(share_of_time|mfu|efficiency|error)$")
+
+
+def _percent(value) -> str:
+    value = _plain(value)
+    if not isinstance(value, float) or not math.isfinite(value):
+        return _cell(value)
+    return f"{value * 100:.3g}%" if abs(value) < 10 else f"{value * 100:,.0f}%"
+
+
+_SECOND_UNITS = [(1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"), (1e-12, "ps")]
+
+
+def _seconds_unit(column: pd.Series):
+    """(cell formatter, unit) putting a float column of seconds in one unit, that of
+    its largest value; None for columns that are not floats or need no prefix."""
+    if not pd.api.types.is_float_dtype(column):
+        return None
+    finite = column[column.notna() & (column.abs() != float("inf")) & (column != 0)].abs()
+    if finite.empty or finite.max() >= 1:
+        return None
+    scale, unit = next(((f, u) for f, u in _SECOND_UNITS if finite.max() >= f * 0.99995), _SECOND_UNITS[-1])
+
+    def cell(value) -> str:
+        value = _plain(value)
+        if not isinstance(value, float) or not math.isfinite(value):
+            return _cell(value)
+        return f"{value / scale:.4g}"
+
+    return cell, unit
+
+
 def _table(frame: pd.DataFrame) -> str:
     """An aligned plain-text table, numbers right-aligned. One row prints as
     ``key  value`` lines; a few rows too wide for a terminal print transposed, one
-    column per row headed by its first cell (e.g. one column per model)."""
-    text = [[_cell(v) for v in row] for row in frame.itertuples(index=False, name=None)]
+    column per row headed by its first cell (e.g. one column per model). Fraction
+    columns (:data:`FRACTION_COLUMNS`) print as percentages."""
+    cells = [_percent if FRACTION_COLUMNS.search(str(c)) else _cell for c in frame.columns]
     columns = [str(c) for c in frame.columns]
+    if len(frame) > 1:  # one unit per seconds column: every cell in the largest value's unit
+        for i, c in enumerate(frame.columns):
+            unit = _seconds_unit(frame[c]) if str(c).endswith("_s") else None
+            if unit is not None:
+                cells[i], columns[i] = unit[0], f"{c} ({unit[1]})"
+    text = [[f(v) for f, v in zip(cells, row)] for row in frame.itertuples(index=False, name=None)]
     numeric = _numeric(frame)
     if len(text) == 1 and len(columns) > 6:
         width = max(map(len, columns))
@@ -113,18 +171,26 @@ def _table(frame: pd.DataFrame) -> str:
         return "  ".join(columns)
     lines = _align([columns] + text, numeric)
     if len(text) <= TRANSPOSE_ROWS and max(map(len, lines)) > WIDE:
-        head = [columns[0]] + [r[0] for r in text]
-        body = [[c] + [r[i] for r in text] for i, c in enumerate(columns) if i > 0]
-        lines = _align([head] + body, [False] + [True] * len(text))
-        return "\n".join([lines[0], "-" * max(map(len, lines))] + lines[1:])
+        return _transposed(frame)
     widths = [max(len(columns[i]), *(len(r[i]) for r in text)) for i in range(len(columns))]
     return "\n".join([lines[0], _align([["-" * w for w in widths]], numeric)[0]] + lines[1:])
+
+
+def _transposed(frame: pd.DataFrame) -> str:
+    """The table turned: one column per row, headed by its first cell."""
+    cells = [_percent if FRACTION_COLUMNS.search(str(c)) else _cell for c in frame.columns]
+    text = [[f(v) for f, v in zip(cells, row)] for row in frame.itertuples(index=False, name=None)]
+    columns = [str(c) for c in frame.columns]
+    head = [columns[0]] + [r[0] for r in text]
+    body = [[c] + [r[i] for r in text] for i, c in enumerate(columns) if i > 0]
+    lines = _align([head] + body, [False] + [True] * len(text))
+    return "\n".join([lines[0], "-" * max(map(len, lines))] + lines[1:])
 
 
 def _markdown(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured pipe table; numbers right-aligned."""
     columns = [str(c).replace("|", "\\|") for c in frame.columns]
-    rows = [[_cell(v).replace("|", "\\|") for v in row] for row in frame.itertuples(index=False, name=None)]
+    rows = [[plain_cell(v).replace("|", "\\|") for v in row] for row in frame.itertuples(index=False, name=None)]
     numeric = _numeric(frame)
     head = "| " + " | ".join(columns) + " |"
     rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
@@ -138,6 +204,11 @@ def _latex_text(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
 
 
+def _latex_cell(value) -> str:
+    text = plain_cell(value, latex=True)
+    return text if text.startswith("$") else _latex_text(text)
+
+
 def _latex(frame: pd.DataFrame) -> str:
     """A booktabs tabular (needs ``\\usepackage{booktabs}``); numbers right-aligned;
     columns named in ``frame.attrs["latex_columns"]`` set as math."""
@@ -146,10 +217,104 @@ def _latex(frame: pd.DataFrame) -> str:
     spec = "".join("r" if n else "l" for n in numeric)
     lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(_latex_text(str(c)) for c in frame.columns) + r" \\", r"\midrule"]
     for row in frame.itertuples(index=False, name=None):
-        cells = [f"${v}$" if c in math_columns and v is not None else _latex_text(_cell(v)) for c, v in zip(frame.columns, row)]
+        cells = [f"${v}$" if c in math_columns and v is not None else _latex_cell(v) for c, v in zip(frame.columns, row)]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
+
+
+#: the terminal width the compact view fits; the longest text cell it shows
+TERMINAL = 120
+CELL = 40
+
+
+def compact(frame: pd.DataFrame, width: int = TERMINAL) -> str:
+    """The table view for a terminal ``width`` wide: columns with one value in every row
+    (of several) move to a ``name: value`` header; long text cells are cut to
+    :data:`CELL` characters; columns that still do not fit are left out, named on a
+    last line (``--wide`` shows everything, ``--columns`` picks). ``frame.attrs["view"]``
+    may name the columns this view shows first (the others count as left out)."""
+    hidden = []
+    view = [c for c in frame.attrs.get("view", ()) if c in frame.columns]
+    if view:
+        hidden = [c for c in frame.columns if c not in view]
+        frame = frame[view]
+    if len(frame) == 1 and not hidden:
+        return _record(frame, width)
+    if frame.empty and not hidden:
+        return _table(frame)
+    if len(frame) <= TRANSPOSE_ROWS and not hidden:  # a few wide rows: one column per row
+        clipped = frame.copy()
+        for c in clipped.columns:
+            if not _numeric(clipped[[c]])[0]:
+                clipped[c] = [_clip(_cell(v)) for v in clipped[c]]
+        text = _table(clipped)
+        if max(map(len, text.splitlines())) <= width:
+            return text
+        turned = _transposed(clipped)
+        if max(map(len, turned.splitlines())) <= width:
+            return turned
+    header = []
+    if len(frame) > 1:
+        same = [c for c in frame.columns if frame[c].astype(str).nunique() == 1]
+        header = [f"{c}: {_cell(frame[c].iloc[0])}" for c in same]
+        frame = frame.drop(columns=same)
+    shown = frame.copy()
+    for c in shown.columns:
+        if not _numeric(shown[[c]])[0]:
+            shown[c] = [_clip(_cell(v)) for v in shown[c]]
+    while len(shown.columns) > 1 and max(map(len, _table(shown).splitlines())) > width:
+        hidden.insert(0, shown.columns[-1])
+        shown = shown.drop(columns=shown.columns[-1])
+    lines = _wrap("  ".join(header), width) + [_table(shown)]
+    if hidden:
+        noun = "column" if len(hidden) == 1 else "columns"
+        lines += _wrap(f"({len(hidden)} more {noun}: {', '.join(map(str, hidden))}; --wide shows all, --columns picks)", width)
+    return "\n".join(line for line in lines if line)
+
+
+def _record(frame: pd.DataFrame, width: int) -> str:
+    """One row as ``name  value`` lines, long values wrapped under themselves."""
+    import textwrap
+
+    names = [str(c) for c in frame.columns]
+    pad = max(map(len, names)) + 2
+    cells = [_percent(v) if FRACTION_COLUMNS.search(n) else _cell(v) for n, v in zip(names, frame.iloc[0])]
+    lines = []
+    for name, cell in zip(names, cells):
+        wrapped = textwrap.wrap(cell, max(20, width - pad), break_on_hyphens=False, break_long_words=True) or [""]
+        lines.append(f"{name:<{pad}}{wrapped[0]}".rstrip())
+        lines += [" " * pad + more for more in wrapped[1:]]
+    return "\n".join(lines)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= CELL else text[: CELL - 1] + "…"
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, break_on_hyphens=False) if text else []
+
+
+def select(frame: pd.DataFrame, columns: str) -> pd.DataFrame:
+    """The ``--columns a,b,c`` of ``frame`` in that order; an unknown name is an error."""
+    import difflib
+
+    from perfmodel.errors import PerfmodelError
+
+    names = [c.strip() for c in columns.split(",") if c.strip()]
+    for name in names:
+        if name not in frame.columns:
+            close = difflib.get_close_matches(name, [str(c) for c in frame.columns], n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else f"columns: {', '.join(map(str, frame.columns))}"
+            raise PerfmodelError(f"--columns: no column {name!r}; {hint}")
+    if not names:
+        raise PerfmodelError("--columns: give one or more column names, comma-separated")
+    out = frame[names]
+    out.attrs = dict(frame.attrs)
+    return out
 
 
 def render(frame: pd.DataFrame, fmt: str = "table") -> str:

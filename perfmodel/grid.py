@@ -11,6 +11,7 @@ Every number takes a ``k``/``m`` suffix (1k = 1024). Items of a list may be rang
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 from perfmodel.errors import PerfmodelError
@@ -18,6 +19,8 @@ from perfmodel.units import parse_count
 
 #: the most values one axis may hold (the whole sweep is capped separately)
 MAX_POINTS = 10**7
+#: the most steps a geometric range may take (a factor near 1 would take millions)
+MAX_GEOMETRIC = 10_000
 
 
 def parse_grid(text: str, what: str = "grid", minimum: int = 1) -> list[int]:
@@ -70,10 +73,16 @@ def _geometric(item: str, start: int, stop: int, factor_text: str, what: str) ->
         raise PerfmodelError(f"{what}: {item!r}: a geometric factor must be above 1")
     if start == 0:
         raise PerfmodelError(f"{what}: {item!r}: a geometric range cannot start at 0")
+    if len(factor_text) > 40:
+        raise PerfmodelError(f"{what}: {item!r}: the factor is too long a number")
+    growth = math.log1p(float(min(factor, 2 * stop + 2) - 1))  # exact for factors a hair above 1
+    steps = math.floor(math.log(stop / start) / growth) + 1 if growth > 0 else math.inf
+    if steps > MAX_GEOMETRIC:
+        raise PerfmodelError(
+            f"{what}: {item!r}: the factor {factor_text} is too close to 1 (more than {MAX_GEOMETRIC:,} steps); use a larger one"
+        )
     out, x = [], Fraction(start)
     while x <= stop:
         out.append(round(x))
-        if len(out) > MAX_POINTS:
-            raise PerfmodelError(f"{what}: {item!r} has more than {MAX_POINTS:,} values")
-        x *= factor
+        x = (x * factor).limit_denominator(2**32) if x.denominator > 2**32 else x * factor
     return out

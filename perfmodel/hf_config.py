@@ -9,7 +9,9 @@ naming the field.
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from perfmodel.architecture import (
     Norm,
 )
 from perfmodel.errors import ConfigError, PerfmodelError, UnknownNameError
+from perfmodel.files import parse_json, read_text
 
 _ACTIVATIONS = {
     "silu": "silu",
@@ -39,6 +42,12 @@ _ACTIVATIONS = {
 
 _MISSING = object()
 
+#: fields that count layers; refused above MAX_LAYERS before any layer is built
+LAYER_FIELDS = ("num_hidden_layers", "n_layer", "num_layers", "encoder_layers", "decoder_layers", "num_decoder_layers")
+MAX_LAYERS = 10_000
+#: the largest size any integer field may take (2**40: far above any real model's)
+MAX_SIZE = 2**40
+
 
 class Config:
     """A config dict with typed, validated field access; errors name the field."""
@@ -46,14 +55,18 @@ class Config:
     def __init__(self, data: Mapping, model_type: str):
         self.data = dict(data)
         self.model_type = model_type
+        #: every key the reader looked at (the fields this family knows)
+        self.read: set[str] = {"model_type"}
 
     def absent(self, key: str) -> bool:
         """The file leaves ``key`` out. transformers config classes then use the class
         default, which may differ from what an explicit null means."""
+        self.read.add(key)
         return key not in self.data
 
     def get(self, *keys: str, default=_MISSING):
         """The first of ``keys`` present (aliases), else ``default``; required if no default."""
+        self.read.update(keys)
         for key in keys:
             if key in self.data and self.data[key] is not None:
                 return self.data[key]
@@ -65,10 +78,16 @@ class Config:
         value = self.get(*keys, default=default)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(keys[0], f"must be an integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(keys[0], f"must be an integer, got {_brief(value)}")
         if value < 0 or (value == 0 and not zero_ok):
-            raise ConfigError(keys[0], f"must be {'non-negative' if zero_ok else 'positive'}, got {value}")
+            raise ConfigError(keys[0], f"must be {'non-negative' if zero_ok else 'positive'}, got {_brief(value)}")
+        if value > MAX_SIZE:
+            raise ConfigError(keys[0], f"{_brief(value)} is out of range (at most 2**40)")
+        if keys[0] in LAYER_FIELDS and value > MAX_LAYERS:
+            raise ConfigError(keys[0], f"{int(value):,} layers is more than the {MAX_LAYERS:,} this tool builds")
         return int(value)
 
     def bool(self, *keys: str, default=_MISSING) -> bool:
@@ -99,6 +118,12 @@ class Config:
         """``head_dim`` if given (or the family default), else hidden/heads, which must divide."""
         explicit = self.int("head_dim", default=default)
         return explicit if explicit is not None else derived_head_dim(hidden, heads)
+
+
+def _brief(value) -> str:
+    """``repr(value)``, cut short for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:40] + "…" + text[-10:]
 
 
 def derived_head_dim(hidden: int, heads: int) -> int:
@@ -739,52 +764,96 @@ def family_of(model_type: str) -> str:
 
 
 def parse_value(text: str):
-    """A ``--set`` value: JSON (numbers, true/false, null, lists) or else a plain string."""
+    """A ``--set`` value: JSON (numbers, true/false, null, lists) or else a plain string;
+    NaN, Infinity and out-of-range numbers are refused."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, parse_int=_checked_int)
     except json.JSONDecodeError:
         return text
+    except RecursionError:
+        raise PerfmodelError(f"--set value {_brief(text)}: nested too deeply") from None
+
+
+def _refuse_constant(name: str):
+    raise PerfmodelError(f"--set value {name} is not a finite number")
+
+
+def _checked_int(text: str) -> int:
+    if len(text.lstrip("-")) > 30:
+        raise PerfmodelError(f"--set value: an integer of {len(text.lstrip('-')):,} digits is out of range")
+    return int(text)
+
+
+#: prefix of a --set key the reader need not read (``--set +my_field=1``)
+FORCE = "+"
 
 
 def apply_overrides(data: Mapping, overrides: Mapping[str, object]) -> dict:
-    """A copy of ``data`` with ``overrides`` applied (``KEY=VALUE`` pairs already parsed)."""
+    """A copy of ``data`` with ``overrides`` applied (``KEY=VALUE`` pairs already parsed;
+    a leading ``+`` on a key is dropped: see :func:`check_overrides`)."""
     out = dict(data)
     for key, value in overrides.items():
-        if not key:
+        if not key or key == FORCE:
             raise PerfmodelError("--set: empty key")
-        out[key] = value
+        out[key.removeprefix(FORCE)] = value
     return out
 
 
-def from_config(data: Mapping, *, name: str = "custom", source: str = "") -> Architecture:
-    """Build an :class:`Architecture` from a config dict (the parsed ``config.json``)."""
+def check_overrides(overrides: Mapping[str, object], known: set[str], model_type: str) -> None:
+    """Refuse an override key that is neither in the config file nor read by the
+    family's reader (a typo would otherwise change nothing), with close matches.
+    A key written ``+KEY`` is set without this check."""
+    for key in overrides:
+        if key.startswith(FORCE) or key in known:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "not a field this family reads"
+        raise PerfmodelError(
+            f"--set {key}: unknown field for model_type {model_type!r}; {hint} (--set +{key}=VALUE sets it anyway)"
+        )
+
+
+def from_config(
+    data: Mapping, *, name: str = "custom", source: str = "", overrides: Mapping[str, object] | None = None
+) -> Architecture:
+    """Build an :class:`Architecture` from a config dict (the parsed ``config.json``),
+    with ``overrides`` (``--set`` pairs) applied first; an override key neither the file
+    nor the family's reader knows is refused (:func:`check_overrides`)."""
     if not isinstance(data, Mapping):
         raise ConfigError("config", f"must be a JSON object, got {type(data).__name__}")
+    original = set(data)
+    if overrides:
+        data = apply_overrides(data, overrides)
     model_type = data.get("model_type")
     if model_type is None:
         if "text_config" in data:
             raise ConfigError("model_type", "multimodal configs (text_config) are not supported")
         raise ConfigError("model_type", "missing required field")
+    if not isinstance(model_type, str):
+        raise ConfigError("model_type", f"must be a string, got {_brief(model_type)}")
     if model_type not in READERS:
-        raise UnknownNameError("model_type", str(model_type), READERS)
-    fields = READERS[model_type](Config(data, model_type))
+        raise UnknownNameError("model_type", model_type, READERS)
+    config = Config(data, model_type)
+    fields = READERS[model_type](config)
+    if fields.get("max_position_embeddings") is None:
+        fields.setdefault("trained_context", config.int("max_position_embeddings", "n_positions", default=None))
+    if overrides:
+        check_overrides(overrides, config.read | original, model_type)
     family = family_of(model_type)
     return Architecture(name=name, family=family, source=source, **fields)
 
 
 def read_config_file(path: str | Path) -> dict:
     """Parse a ``config.json`` (or a folder holding one) into a dict; one-line errors."""
+    if not str(path).strip():
+        raise PerfmodelError("--model: empty name; give a preset or a config.json path")
     path = Path(path)
-    if path.is_dir():
-        path = path / "config.json"
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise PerfmodelError(f"cannot read model config {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PerfmodelError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        if path.is_dir():
+            path = path / "config.json"
+    except OSError:
+        pass  # a name too long to stat: read_text says so
+    data = parse_json(read_text(path, "model config"), str(path))
     if not isinstance(data, dict):
         raise PerfmodelError(f"{path}: a config must be a JSON object")
     return data

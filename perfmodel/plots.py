@@ -47,10 +47,10 @@ def _figure(width: float, height: float, margins: dict | None = None):
 
 
 def _save(fig, path, fmt: str):
-    try:
-        fig.savefig(path, format=fmt, dpi=150)
-    except OSError as exc:
-        raise PerfmodelError(f"cannot write {path}: {exc.strerror or exc}") from None
+    """Write the chart atomically: a failed write leaves no half-made file behind."""
+    from perfmodel.files import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150))
     return fig
 
 
@@ -70,7 +70,7 @@ def _columns(frame, *names) -> None:
 def _short(names: list[str]) -> str:
     """Operator names grouped by block, one line each: ``ffn: gate_proj up_proj``."""
     blocks: dict[str, list[str]] = {}
-    for name in names:
+    for name in dict.fromkeys(names):  # an op in several layer groups is named once
         block, dot, rest = name.partition(".")
         blocks.setdefault(block if dot else "", []).append(rest if dot else block)
     return "\n".join(f"{block}: {' '.join(parts)}" if block else " ".join(parts) for block, parts in blocks.items())
@@ -206,14 +206,18 @@ def roofline_chart(sc, path, frame=None, *, labels: int = 8):
     ax.set_ylabel(f"Attainable performance (TFLOP/s, {sc.act_dtype})")
     ax.grid(True, which="major", lw=0.4, alpha=0.5)
     what = "forward operators, " if sc.phase == "train" else ""
+    from perfmodel.fits import fit_columns
+
+    fit = fit_columns(sc)
+    misfit = "" if fit["fits"] else f" — does not fit: needs {fit['memory_needed_bytes'] / 2**30:.4g} of {acc.memory_bytes / 2**30:.4g} GiB"
     ax.set_title(
-        f"{sc.arch.name} on {acc.name}: {sc.phase}, batch {sc.batch}, seq {sc.seq_tokens}, context {sc.context_tokens}\n"
+        f"{sc.arch.name} on {acc.name}: {sc.phase}, batch {sc.batch}, seq {sc.seq_tokens}, context {sc.context_tokens}{misfit}\n"
         f"{what}{_dtypes(sc)}; each operator summed over its layers",
-        fontsize=10,
+        fontsize=10, color="black" if fit["fits"] else "darkred",
     )
     ax.legend(loc="upper left", fontsize=7.5, framealpha=0.9)
     if len(hidden):
-        note = "not drawn (no FLOPs or no bytes): " + ", ".join(hidden["operator"])
+        note = "not drawn (no FLOPs or no bytes): " + ", ".join(dict.fromkeys(hidden["operator"]))
         ax.text(0.99, 0.08, textwrap.fill(note, 60), transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5, color="0.35")
 
     renderer = fig.canvas.get_renderer()
@@ -284,6 +288,13 @@ def balance_chart(sc, path, *, points: int = 400):
         ax.text(0.98, 0.04, textwrap.fill(f"No balance point at context {sc.context_tokens}: {result.reason}", 45),
                 transform=ax.transAxes, ha="right", va="bottom", fontsize=10,
                 bbox={"boxstyle": "round,pad=0.5", "fc": "lightyellow", "ec": "0.5"})
+    from perfmodel.fits import largest_batch
+
+    most = largest_batch(sc)
+    if most is not None and most < batches[-1]:
+        ax.axvspan(max(most, 1), batches[-1], facecolor="0.6", alpha=0.35, hatch="//", edgecolor="0.4", lw=0,
+                   label=f"does not fit in {acc.memory_bytes / 2**30:.4g} GiB (batch > {most})")
+        ax.axvline(max(most, 1), color="0.3", ls="--", lw=1)
     ax.set_xlim(1, batches[-1])
     ax.set_xlabel("Batch (sequences decoded together)")
     ax.set_ylabel("Time per decode step (ms)")
@@ -307,7 +318,7 @@ def _log_span(values, ratio: float) -> bool:
     return bool(len(numbers)) and numbers.notna().all() and numbers.min() > 0 and numbers.max() / numbers.min() >= ratio
 
 
-def bar_chart(frame, column: str, path, label_column: str = "model"):
+def bar_chart(frame, column: str, path, label_column: str = "model", title: str | None = None):
     """One bar per row of ``frame``: ``column`` against ``label_column``, each bar
     labelled with its value; log scale when the values span more than 1000×."""
     import pandas as pd
@@ -322,19 +333,50 @@ def bar_chart(frame, column: str, path, label_column: str = "model"):
     ax = fig.add_subplot()
     heights = values.fillna(0).to_numpy()
     bars = ax.bar(range(len(labels)), heights, color="tab:blue", alpha=0.8)
+    if "fits" in frame:  # a model that does not fit: grey, hatched, said in the legend
+        misfits = [bar for bar, ok in zip(bars, frame["fits"].astype(bool)) if not ok]
+        for bar in misfits:
+            bar.set(facecolor="0.7", hatch="//", edgecolor="0.4")
+        if misfits:
+            ax.legend([misfits[0]], ["does not fit in memory"], fontsize=8, loc="upper right")
     if _log_span(values.dropna(), 1000):
         ax.set_yscale("log")
+    else:
+        _engineering(ax)
     ax.bar_label(bars, labels=["n/a" if math.isnan(v) else si(v, digits=4) for v in values], fontsize=8, padding=2)
     crowded = sum(map(len, labels)) > 60
     ax.set_xticks(range(len(labels)), labels, rotation=30 if crowded else 0, ha="right" if crowded else "center")
     ax.set_xlabel(label_column)
-    ax.set_ylabel(column)
-    ax.set_title(f"{column} by {label_column}", fontsize=10)
+    ax.set_ylabel(axis_label(column))
+    heading = f"{axis_label(column)} by {label_column}"
+    width = fig.get_size_inches()[0]
+    ax.set_title(heading if title is None else f"{textwrap.fill(title, int(width * 11))}\n{heading}", fontsize=10)
     ax.grid(True, axis="y", lw=0.4, alpha=0.5)
     return _save(fig, path, fmt)
 
 
-def sweep_chart(frame, metric: str, path, kind: str = "lines", x: str = "context", series: str | None = "batch"):
+def _engineering(ax) -> None:
+    """Linear y ticks with SI prefixes (``20 G``), never a bare ``1e10`` offset."""
+    from matplotlib.ticker import EngFormatter
+
+    ax.yaxis.set_major_formatter(EngFormatter(sep=" "))
+
+
+_AXIS_NAMES = {"batch": "batch (sequences)", "context": "context (cached tokens per sequence)", "seq": "new tokens per sequence"}
+_UNIT_SUFFIXES = (("_tokens_per_s", "tokens/s"), ("_per_s", "per s"), ("_bytes", "bytes"), ("_gib", "GiB"), ("_s", "s"), ("_flops", "FLOPs"))
+
+
+def axis_label(column: str) -> str:
+    """A readable axis label with its unit: ``time_s`` -> ``time (s)``."""
+    if column in _AXIS_NAMES:
+        return _AXIS_NAMES[column]
+    for suffix, unit in _UNIT_SUFFIXES:
+        if column.endswith(suffix) and column != suffix.lstrip("_"):
+            return f"{column[: -len(suffix)].replace('_', ' ')} ({unit})"
+    return column.replace("_", " ")
+
+
+def sweep_chart(frame, metric: str, path, kind: str = "lines", x: str = "context", series: str | None = "batch", title: str | None = None):
     """A long-format sweep (one row per grid point): ``metric`` against ``x``, one line
     per value of ``series`` (``kind="lines"``), or a ``series`` × ``x`` heatmap
     (``kind="heatmap"``). Log axes where the values span more than a few doublings."""
@@ -368,10 +410,15 @@ def sweep_chart(frame, metric: str, path, kind: str = "lines", x: str = "context
             if len(ticks) <= 12:  # tick each grid value, written plainly (4096, not 2¹²)
                 ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
                 ax.xaxis.set_minor_locator(NullLocator())
+        if "fits" in data and not data["fits"].astype(bool).all():
+            out = data[~data["fits"].astype(bool)]
+            ax.plot(out[x], out[metric], "x", color="0.45", ms=9, mew=2, zorder=4, label="does not fit in memory")
         if _log_span(data[metric].dropna(), 100):
             ax.set_yscale("log")
-        ax.set_xlabel(x)
-        ax.set_ylabel(metric)
+        else:
+            _engineering(ax)
+        ax.set_xlabel(axis_label(x))
+        ax.set_ylabel(axis_label(metric))
         if series is not None:
             ax.legend(fontsize=8)
         ax.grid(True, which="major", lw=0.4, alpha=0.5)
@@ -383,7 +430,15 @@ def sweep_chart(frame, metric: str, path, kind: str = "lines", x: str = "context
         finite = cells[np.isfinite(cells)]
         norm = LogNorm() if _log_span(finite, 10) else None
         image = ax.imshow(cells, aspect="auto", origin="lower", cmap="viridis", norm=norm)
-        fig.colorbar(image, ax=ax, label=metric)
+        fig.colorbar(image, ax=ax, label=axis_label(metric))
+        if "fits" in data:  # grey out the cells that do not fit in memory
+            from matplotlib.colors import ListedColormap
+
+            fits = data.pivot(index=series, columns=x, values="fits").sort_index().sort_index(axis=1).to_numpy(dtype=bool)
+            if not fits.all():
+                ax.imshow(np.where(fits, np.nan, 1.0), aspect="auto", origin="lower", cmap=ListedColormap(["0.75"]))
+                ax.text(0.99, 1.01, "grey: does not fit in memory", transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
+                cells = np.where(fits, cells, np.nan)
         ax.set_xticks(range(len(table.columns)), [str(c) for c in table.columns], rotation=45 if len(table.columns) > 8 else 0)
         ax.set_yticks(range(len(table.index)), [str(i) for i in table.index])
         if cells.size <= 144:
@@ -392,9 +447,10 @@ def sweep_chart(frame, metric: str, path, kind: str = "lines", x: str = "context
                     r, g, b, _ = image.cmap(image.norm(v))
                     ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
                     ax.text(col, row, si(v, digits=3), ha="center", va="center", fontsize=7, color=ink)
-        ax.set_xlabel(x)
-        ax.set_ylabel(series)
-    ax.set_title(f"{metric} over {x}" + (f" and {series}" if series is not None else ""), fontsize=10)
+        ax.set_xlabel(axis_label(x))
+        ax.set_ylabel(axis_label(series))
+    heading = f"{axis_label(metric)} over {x}" + (f" and {series}" if series is not None else "")
+    ax.set_title(heading if title is None else f"{title}\n{heading}", fontsize=10)
     return _save(fig, path, fmt)
 
 

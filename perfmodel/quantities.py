@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sympy import Expr
 
 from perfmodel import metrics
+from perfmodel import symbols as S
 from perfmodel.errors import UnknownNameError
 from perfmodel.memory import memory
 from perfmodel.ops.base import tokens
@@ -66,9 +67,10 @@ for _column, _alias, _text in (
     )
 
 
-@quantity("kv_cache_bytes", "bytes", "KV cache of b sequences holding t tokens", aliases=("kv-cache", "kv"))
+@quantity("kv_cache_bytes", "bytes", "KV cache of b sequences after the step: t cached + s new tokens each", aliases=("kv-cache", "kv"))
 def _kv(sc: Scenario) -> Expr:
-    return metrics.kv_cache_bytes(sc.arch, sc.options)
+    # the one definition: `kv-cache`, `memory`, `formula` and `sweep` all hold t + s tokens
+    return metrics.kv_cache_bytes(sc.arch, sc.options, S.t + S.s)
 
 
 @quantity("kv_cache_bytes_per_token", "bytes", "KV cache one token adds across the layers", aliases=("kv-cache-per-token",))

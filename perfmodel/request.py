@@ -63,7 +63,7 @@ def timer(sc: Scenario, fusion: Fusion, params) -> Timer:
     """Compiled step-time functions for ``sc``'s phase on its accelerator, built once per
     model, phase, dtypes, accelerator and fusion (the fitted terms stay arguments)."""
     acc = sc.require_accelerator()
-    terms = accelerator_terms(acc, params, gemm_dtype(sc))
+    terms = accelerator_terms(acc, params, gemm_dtype(sc), sc.weight_dtype)
     key = (sc.arch, sc.options, sc.weight_dtype, sc.act_dtype, sc.kv_dtype, sc.embed_dtype, sc.weight_group_size,
            acc.name, tuple(sorted((str(k), float(v)) for k, v in terms.items())), acc.matmul_efficiency,
            acc.bandwidth_efficiency, fusion)
@@ -87,9 +87,23 @@ def calibrated_step(sc: Scenario, fusion: Fusion = Fusion()) -> Expr:
     acc = sc.require_accelerator()
     params = cost_params(acc)
     ops = [op for op in sc.table.ops if op.pass_ == "fwd"]
-    terms = {**accelerator_terms(acc, params, gemm_dtype(sc)), **dict(zip(PARAMETERS, params.vector(gemm_dtype(sc))))}
+    terms = {**accelerator_terms(acc, params, gemm_dtype(sc), sc.weight_dtype), **dict(zip(PARAMETERS, params.vector(gemm_dtype(sc))))}
     overhead = params.step_s if fusion.cuda_graphs else params.eager_step_s
     return cost_step_time(ops, fusion).xreplace({k: nsimplify_rate(v) for k, v in terms.items()}) + nsimplify_rate(overhead)
+
+
+def calibrated_seconds(sc: Scenario, fusion: Fusion = Fusion()) -> float:
+    """:func:`calibrated_step` at the scenario's own ``b``, ``s``, ``t``, as a number."""
+    from perfmodel.cost import step_seconds
+    from perfmodel.evaluate import number
+
+    acc = sc.require_accelerator()
+    params = cost_params(acc)
+    ops = [op for op in sc.table.ops if op.pass_ == "fwd"]
+    terms = {**accelerator_terms(acc, params, gemm_dtype(sc), sc.weight_dtype), **dict(zip(PARAMETERS, params.vector(gemm_dtype(sc))))}
+    values = {**sc.values, **{k: nsimplify_rate(v) for k, v in terms.items()}}
+    overhead = params.step_s if fusion.cuda_graphs else params.eager_step_s
+    return float(number(step_seconds(ops, values, fusion))) + overhead
 
 
 def nsimplify_rate(v):

@@ -14,7 +14,7 @@ from sympy import Expr, Symbol
 from perfmodel import symbols as S
 from perfmodel.architecture import Architecture
 from perfmodel.encdec import check_phase
-from perfmodel.errors import PerfmodelError
+from perfmodel.errors import PerfmodelError, warn
 from perfmodel.evaluate import bindings
 from perfmodel.options import Options
 from perfmodel.roofline import Efficiency, Roof, op_times
@@ -75,6 +75,12 @@ class Scenario:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "context" else 1)):
                 raise PerfmodelError(f"{name}: {v!r} is not a valid count")
+        trained = self.arch.trained_context
+        if positions is None and trained is not None and self.tokens_seen > trained:
+            warn(
+                f"{self.arch.name}: context beyond max_position_embeddings={trained:,} (the context it was trained "
+                "for); the numbers extrapolate"
+            )
         self._check_stacks()
 
     def _check_stacks(self) -> None:

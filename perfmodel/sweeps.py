@@ -63,7 +63,23 @@ def sweep(sc: Scenario, metric: str, *, batch: Grid = None, seq: Grid = None, co
     frame["metric"] = q.name
     frame["unit"] = q.unit
     frame["value"] = values.ravel()
+    if sc.accelerator is not None:
+        _add_fits(sc, axes, frame)
     return frame
+
+
+def _add_fits(sc: Scenario, axes: dict, frame: pd.DataFrame) -> None:
+    """Per point: the memory the step needs and whether it fits (a warning if some don't)."""
+    from perfmodel.errors import warn
+    from perfmodel.fits import grid_fits
+
+    need, ok = grid_fits(sc, axes)
+    frame["memory_needed_bytes"] = need.ravel().astype(np.int64) if np.all(need < 2**53) else need.ravel()
+    frame["capacity_bytes"] = sc.accelerator.memory_bytes
+    frame["fits"] = ok.ravel()
+    if not ok.all():
+        warn(f"{int((~ok).sum()):,} of {ok.size:,} grid points do not fit {sc.accelerator.name}'s "
+             f"{sc.accelerator.memory_bytes / 2**30:.4g} GiB (fits = false; charts mark them)")
 
 
 def grid_values(expr, fixed: dict, axes: dict[str, np.ndarray]) -> np.ndarray:

@@ -106,7 +106,10 @@ X_h = dim("X_h", "bytes a kernel moves at half its plateau bandwidth (small tran
 e_a = dim("e_a", "achievable fraction of the matrix peak inside attention at long sequences", "fraction", integer=False)
 o_x = dim("o_x", "fraction of the softmax time hidden under attention's matrix products (FA3 overlaps, FA2 does not)",
           "fraction", integer=False, zero=True)
+f_b = dim("f_b", "attention backward's matrix plateau as a fraction of the forward's", "fraction", integer=False)
 k_h = dim("k_h", "keys per query at which attention reaches half its plateau rate", "keys", integer=False)
+c_q = dim("c_q", "vector operations to dequantize one weight element, once per M-tile (0: weights in the compute dtype)",
+          "ops", integer=False, zero=True)
 t_k = dim("t_k", "fixed time per kernel (launch gap, prologue, tail)", "s", integer=False)
 t_g = dim("t_g", "engine time between two kernels of a step (launch latency, synchronisation, drain)", "s", integer=False)
 t_l = dim("t_l", "host time to launch one kernel without CUDA graphs", "s", integer=False)

@@ -132,4 +132,5 @@ def test_zero_efficiency_is_refused_not_ignored(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["attention", "--gpu", "h100-sxm", "--heads", "8", "--seq-q", "128", "--compute-efficiency", "0"])
     assert exc.value.code == 2
-    assert capsys.readouterr().err.startswith("error: compute efficiency must be in (0, 1.5]")
+    # nor is one above 1: faster than the peak (issue 11)
+    assert capsys.readouterr().err == "error: Invalid value for '--compute-efficiency': 0.0 is not in the range 0<x<=1.\n"

@@ -57,7 +57,7 @@ def argv_of(words: list[str], positional: list[str], row: dict) -> list[str]:
 def single(argv: list[str]) -> list[dict]:
     result = CliRunner().invoke(cli.cli, argv + ["--format", "json"])
     assert result.exit_code == 0, (argv, result.output, result.exception)
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # stderr may carry warnings (beyond the trained context, …)
 
 
 def main(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -73,7 +73,7 @@ def main(argv: list[str], capsys) -> tuple[int, str, str]:
 
 def batch_json(capsys, words, path, *extra) -> list[dict]:
     code, out, err = main(["batch", *words, "--input", str(path), "--format", "json", *extra], capsys)
-    assert code == 0 and not err, err
+    assert code == 0 and all(line.startswith("warning: ") for line in err.splitlines()), err
     return json.loads(out)
 
 

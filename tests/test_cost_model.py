@@ -134,3 +134,18 @@ def test_group_scales_and_16_bit_embeddings():
     embed = 2 * 32000 * 4096
     want = Fraction(6_738_415_616 - embed) * (Fraction(1, 2) + Fraction(2, 128)) + embed * 2
     assert value(memory(sc.table)["weights_bytes"], sc.values) == want
+
+
+def test_dequantization_by_hand():
+    """Weight-only int4 under fp16 activations: each 128-row tile of M dequantizes the
+    weights it reads, c_q operations per element on the vector units. M = 1000 rows in
+    ceil(1000/128) = 8 tiles, a 4096 x 4096 weight, 4 ops, 19.5 TFLOP/s: 8 x 4096² x 4 / 19.5e12 s."""
+    from perfmodel.cost import DEQUANT_S
+
+    t = DEQUANT_S.xreplace({**TILES, S.M_g: Integer(1000), S.X_w: Integer(4096 * 4096) / 2, S.B_w: Fraction(1, 2),
+                            S.c_q: Integer(4), S.R_v: Integer(19_500_000_000_000)})
+    assert float(t) == pytest.approx(8 * 4096**2 * 4 / 19.5e12)
+    acc = get_accelerator("a100")
+    assert accelerator_terms(acc, acc.cost, "fp16", "int4")[S.c_q] == acc.cost.dequant_ops_per_weight > 0
+    assert accelerator_terms(acc, acc.cost, "fp16", "fp16")[S.c_q] == 0
+    assert accelerator_terms(get_accelerator("h100"), acc.cost, "fp8", "fp8")[S.c_q] == 0

@@ -20,7 +20,7 @@ import pytest
 
 from cli import cli, main
 from perfmodel import api
-from perfmodel.export import FORMATS, _cell, render
+from perfmodel.export import FORMATS, _cell, plain_cell, render
 from perfmodel.options import Options
 from perfmodel.presets import load_model
 from perfmodel.scenario import Scenario
@@ -116,7 +116,7 @@ def test_latex_structure(frames):
         rows = _tabular_rows(tex)
         assert len(rows) == len(frame) and all(len(r) == len(frame.columns) for r in rows)
     mixed = render(frames["mixed"], "latex")
-    assert r"b\_\%" in mixed and r"c\&d" in mixed and r"42 $\mu$" in mixed
+    assert r"b\_\%" in mixed and r"c\&d" in mixed and r"$4.2\times10^{-5}$" in mixed  # a plain number, no SI letter
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (apt-get install texlive-latex-base texlive-latex-recommended)")
@@ -164,7 +164,7 @@ def test_markdown_is_a_table(frames):
         head, *body = parser.rows
         assert [c[2] for c in head] == list(frame.columns) and all(c[0] == "th" for c in head)
         assert len(body) == len(frame)
-        assert [c[2] for c in body[0]] == [_cell(v) for v in frame.iloc[0]]
+        assert [c[2] for c in body[0]] == [plain_cell(v) for v in frame.iloc[0]]
     numbers = [c[1] for c in head]
     assert numbers == ["", "text-align:right", "text-align:right"]  # name, count, x
 
@@ -190,9 +190,18 @@ def test_cell_text(value, text):
 def test_terminal_table_is_aligned():
     frame = pd.DataFrame({"op": ["a", "longer"], "flops": [12345, 7], "time_s": [2.5e-7, 0.5]})
     lines = render(frame, "table").splitlines()
-    assert lines[0].split() == ["op", "flops", "time_s"] and set(lines[1]) <= {"-", " "}
-    assert lines[2:] == ["a       12,345   250 n", "longer       7     0.5"]
+    assert lines[0].split() == ["op", "flops", "time_s", "(ms)"] and set(lines[1]) <= {"-", " "}
+    assert lines[2:] == ["a       12,345      0.00025", "longer       7          500"]  # one unit: the largest value's
     assert len({len(line) for line in lines}) == 1  # numbers right-aligned to one edge
+
+
+def test_one_unit_per_seconds_column():
+    """A column of seconds is shown in one unit, named in its header (issue 11): 250 ns
+    and 320.7 µs are 0.25 and 320.7 µs."""
+    frame = pd.DataFrame({"op": ["a", "b"], "time_s": [2.5e-7, 3.207e-4]})
+    lines = render(frame, "table").splitlines()
+    assert lines[0].split() == ["op", "time_s", "(µs)"]
+    assert [line.split()[1] for line in lines[2:]] == ["0.25", "320.7"]
 
 
 def test_wide_table_prints_one_column_per_row():

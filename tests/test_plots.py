@@ -156,7 +156,7 @@ def test_bar_chart(tmp_path):
     (ax,) = fig.axes
     assert [p.get_height() for p in ax.patches] == [1e-3, 2e-3, 5e-4]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
-    assert ax.get_ylabel() == "time_s" and ax.get_yscale() == "linear"
+    assert ax.get_ylabel() == "time (s)" and ax.get_yscale() == "linear"
     wide = pd.DataFrame({"gpu": ["x", "y"], "tokens_per_s": [10.0, 1e5]})  # spans 10⁴×: log
     assert bar_chart(wide, "tokens_per_s", tmp_path / "w.png", label_column="gpu").axes[0].get_yscale() == "log"
 
@@ -170,7 +170,7 @@ def test_sweep_chart_lines(tmp_path):
     fig = sweep_chart(grid(), "time_s", tmp_path / "lines.png")
     (ax,) = fig.axes
     assert len(ax.lines) == 3
-    assert ax.get_xscale() == "log" and ax.get_xlabel() == "context" and ax.get_ylabel() == "time_s"
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "context (cached tokens per sequence)" and ax.get_ylabel() == "time (s)"
     line = ax.lines[2]  # batch 64
     assert list(line.get_xdata()) == [1024, 2048, 4096, 8192]
     assert list(line.get_ydata()) == pytest.approx([64 * c * 1e-6 for c in (1024, 2048, 4096, 8192)])

@@ -69,10 +69,18 @@ def test_kv_cache_by_hand():
     assert per_token == 131072
     frame = sweep(_scenario("llama-3-8b", "decode"), "kv_cache_bytes", batch=[1, 8, 64], context="1k..128k:x2")
     assert len(frame) == 3 * 8
-    assert list(frame.columns) == ["model", "phase", "batch", "seq", "context", "metric", "unit", "value"]
+    assert list(frame.columns) == ["model", "phase", "batch", "seq", "context", "metric", "unit", "value", "memory_needed_bytes", "capacity_bytes", "fits"]
     assert frame["value"].dtype == np.int64
+    # with an accelerator each point says whether it fits: 8,030,261,248 bf16 weights
+    # (Meta's model card: 8.03B) are 16.06 GB; batch 64 at 128k holds 64·131073·131072
+    # bytes of cache = 1.1 TB, far above the H100's 80 GiB; batch 1 at 1k is 16.2 GB
+    small = frame[(frame.batch == 1) & (frame.context == 1024)].iloc[0]
+    big = frame[(frame.batch == 64) & (frame.context == 131072)].iloc[0]
+    assert small.fits and small.memory_needed_bytes >= 8_030_261_248 * 2 + 1025 * per_token
+    assert not big.fits and big.memory_needed_bytes >= 64 * 131073 * per_token > 80 * 2**30
     for row in frame.itertuples():
-        assert row.value == row.batch * row.context * per_token
+        # a decode step holds the cache after it: context + 1 (the new token's K and V)
+        assert row.value == row.batch * (row.context + 1) * per_token
         assert type(row.value) in (int, np.int64)
 
 
@@ -99,7 +107,7 @@ def test_cli_sweep_json_and_needs_gpu(tmp_path):
     ok = run("--metric", "kv-cache", "--batch", "1,2", "--context", "1k..2k:1k", "--format", "json", "--output", str(tmp_path / "s.json"))
     assert ok.returncode == 0, ok.stderr
     records = json.loads((tmp_path / "s.json").read_text())
-    assert [(r["batch"], r["context"], r["value"]) for r in records] == [(1, 1024, 1024 * 131072), (1, 2048, 2048 * 131072), (2, 1024, 2 * 1024 * 131072), (2, 2048, 2 * 2048 * 131072)]
+    assert [(r["batch"], r["context"], r["value"]) for r in records] == [(1, 1024, 1025 * 131072), (1, 2048, 2049 * 131072), (2, 1024, 2 * 1025 * 131072), (2, 2048, 2 * 2049 * 131072)]
     bad = run("--metric", "time_s", "--context", "1k")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["error: this needs an accelerator: pass --gpu"]
 

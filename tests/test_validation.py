@@ -1,5 +1,5 @@
 """The attention model against published kernel measurements, and the calibrated
-efficiency model (perfmodel/efficiency.py, perfmodel/validation.py, hardware/published.py).
+efficiency model (perfmodel/efficiency.py, hardware/attention_fit.py, hardware/attention_scoring.py, hardware/published.py).
 
 Independent sources:
 - The FlashAttention FLOP convention (hw-notes §3; FA2 paper §4.1, FA3 paper §4.1):
@@ -32,10 +32,11 @@ import pytest
 from cli import main
 from hardware import published
 from hardware.catalog import get_accelerator
+from hardware import attention_fit as F
 from perfmodel import efficiency as E
 from perfmodel.kernels import AttentionCall, predict
 from perfmodel.roofline import Efficiency
-from perfmodel.validation import fit_rows, summarize
+from hardware.attention_scoring import fit_rows, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "hardware" / "data"
@@ -178,7 +179,7 @@ def test_error_is_reported_per_source_kernel_gpu_head_dim_and_phase(scored):
 
 def test_stored_fit_is_what_the_training_rows_give():
     """Refitting on the training rows reproduces the stored parameters (the JSON is not stale)."""
-    stored = E.load_fit()
+    stored = F.load_fit()
     frame = published.predicted()
     frame = frame[(frame["file"] == "main") & frame["predicted_s"].notna()]
     refit = fit_rows(frame, published.accelerators(frame))
@@ -187,7 +188,7 @@ def test_stored_fit_is_what_the_training_rows_give():
         assert group.fitted == refit.groups[key].fitted
         for p in E.PARAMETERS:
             assert getattr(group, p) == pytest.approx(getattr(refit.groups[key], p), rel=1e-6, abs=1e-12), (key, p)
-    raw = json.loads((DATA / E.FIT_FILE).read_text())
+    raw = json.loads((DATA / F.FIT_FILE).read_text())
     assert raw["formula"] == E.FORMULA and raw["date"] and raw["trained_on"] == ["hardware/data/attention-measurements.csv"]
     assert all(g["sources"] and 3 <= len(E.PARAMETERS) <= 6 for g in raw["groups"].values())
 
@@ -232,7 +233,7 @@ def test_fit_recovers_known_parameters():
         e_c = truth["e_max"] * keys / (keys + truth["k_half"]) * (truth["f_causal"] if call.causal else 1.0)
         times.append(predict(call, a100, Efficiency(e_c, 0.9))["predicted_s"])
         feats.append(E.features(call, a100))
-    fit = E.fit_group("synthetic", feats, times, a100)
+    fit = F.fit_group("synthetic", feats, times, a100)
     assert set(fit.fitted) == set(truth)
     for name, value in truth.items():
         assert getattr(fit, name) == pytest.approx(value, rel=1e-3)
@@ -244,13 +245,13 @@ def test_levenberg_marquardt_matches_scipy_on_a_real_group():
     frame = published.predicted()
     sub = frame[(frame["file"] == "main") & (frame["group"] == "triton/prefill@h100-sxm")]
     acc = get_accelerator("h100-sxm")
-    ours = E.fit_group("triton", list(sub["_features"]), sub["measured_s"], acc)
+    ours = F.fit_group("triton", list(sub["_features"]), sub["measured_s"], acc)
     batch, target, free = E._Batch.of(list(sub["_features"])), np.log(sub["measured_s"].to_numpy()), ours.fitted
     best = np.inf
-    for start in E._STARTS:
+    for start in F._STARTS:
         base = replace(E.KernelEfficiency.defaults("t", acc), **{k: start[k] for k in free}).vector()
-        result = optimize.least_squares(lambda u: np.log(E._times(E._to_theta(u, free, base), batch)) - target,
-                                        E._from_theta(base, free), method="lm")
+        result = optimize.least_squares(lambda u: np.log(E._times(F._to_theta(u, free, base), batch)) - target,
+                                        F._from_theta(base, free), method="lm")
         best = min(best, 2 * result.cost)
     assert ours.rms_log_error**2 * len(sub) <= best * (1 + 1e-6) + 1e-12
 
@@ -320,6 +321,6 @@ def test_attention_kernel_option(capsys):
 
 
 def test_validation_modules_do_not_import_torch():
-    code = ("import sys, hardware.published, hardware.attention_bench, perfmodel.validation, perfmodel.efficiency; "
+    code = ("import sys, hardware.published, hardware.attention_bench, hardware.attention_scoring, perfmodel.efficiency; "
             "assert 'torch' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from perfmodel.efficiency import Fit, KernelEfficiency, features, fit_group, group_key, today
+from hardware.attention_fit import fit_group, today
+from perfmodel.efficiency import Fit, KernelEfficiency, features, group_key
 from perfmodel.kernels import AttentionCall, predict
 
 
@@ -189,5 +190,7 @@ def plot(rows: pd.DataFrame, path) -> None:
               title="achieved rate")
     right.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    from perfmodel.files import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp))  # no half-made chart on failure
     plt.close(fig)
