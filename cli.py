@@ -701,6 +701,8 @@ def serving_deployment(arch, gpu, compute_efficiency, bandwidth_efficiency, cuda
         raise PerfmodelError("give --prompt and --output (or a --workload CSV)")
     else:
         work = Workload.fixed(prompt, output)
+    # the longest request's last step: refused beyond learned positions, warned beyond the trained context
+    sc.but(seq=1, context=max(p + m for p, m in zip(work.prompts, work.outputs)) - 1)
     return sc, single_gpu(sc, fusion), engine, work
 
 
@@ -759,8 +761,8 @@ def serve(arch, gpu, concurrency, rate, max_ttft, max_tpot, curve, gpu_hour_pric
         return serving.report(step, work, engine, ttft_s=max_ttft, tpot_s=max_tpot, **price)
     frame = serving.report(step, work, engine, concurrency=concurrency, rate=rate, **price)
     if not bool(frame["fits"].iloc[0]):
-        click.echo(f"warning: does not fit: {concurrency:g} requests need more KV blocks than the "
-                   f"{int(frame['kv_blocks'].iloc[0])} the pool holds (max_concurrency {int(frame['max_concurrency'].iloc[0])})", err=True)
+        warn(f"does not fit: {concurrency:g} requests need more KV blocks than the "
+             f"{int(frame['kv_blocks'].iloc[0])} the pool holds (max_concurrency {int(frame['max_concurrency'].iloc[0])})")
     return frame
 
 
@@ -808,6 +810,9 @@ def speculate(arch, gpu, draft, draft_sets, k, alpha, acceptance, context, max_b
     fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
     batches = [2 ** i for i in range(0, 64) if 2 ** i <= max_batch]
     frame = report(target, draft_sc, acc, context, batches, fusion)
+    if not frame["fits"].all():
+        warn(f"batches from {int(frame.loc[~frame['fits'], 'batch'].iloc[0])} do not fit on {target.accelerator.name} "
+             "(times are what they would take if they did)")
     even = frame["break_even_batch"].iloc[0]
     click.echo("note: " + EXPLANATION.format(e=acc.expected_tokens(), b=even if even is not None else f"none up to {batches[-1]}"), err=True)
     return frame
@@ -833,7 +838,12 @@ def recompute(arch, gpu, batch, prompt, output_tokens, cuda_graphs, merge_projec
     sc = scenario(arch, "decode", batch=batch, gpu=gpu, compute_efficiency=compute_efficiency,
                   bandwidth_efficiency=bandwidth_efficiency, **kw)
     fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
-    return report(sc, prompt, output_tokens, fusion)
+    frame = report(sc, prompt, output_tokens, fusion)
+    if not (frame["fits"].iloc[0] and frame["no_cache_fits"].iloc[0]):
+        warn(f"does not fit on {sc.accelerator.name}: cached {frame['memory_needed_bytes'].iloc[0] / 2**30:.1f} GiB, "
+             f"recomputed {frame['no_cache_memory_needed_bytes'].iloc[0] / 2**30:.1f} GiB of "
+             f"{sc.accelerator.memory_bytes / 2**30:.1f} GiB (times are what they would take if they did)")
+    return frame
 
 
 @cli.group()

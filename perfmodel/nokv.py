@@ -51,6 +51,10 @@ def report(sc: Scenario, prompt: int, output: int, fusion: Fusion = Fusion(), fi
     cached = {**{f: fd[f](b, 1, prompt + steps - 1) for f in fields},
               "time_s": td.calibrated(b, 1, prompt + steps - 1, params, dtype, fusion)}
     first = {**{f: fp[f](b, prompt, 0) for f in fields}, "time_s": tp.calibrated(b, prompt, 0, params, dtype, fusion)}
+    from perfmodel.fits import fit_columns
+
+    cached_fit = fit_columns(sc.but(phase="decode", seq=1, context=prompt + output - 2))
+    recompute_fit = fit_columns(sc.but(phase="prefill", seq=prompt + output - 1, context=0))
     lengths = sorted({min(2 ** i, output) for i in range(1, 64) if 2 ** (i - 1) < output} | {output})
     rows = []
     for m in lengths:
@@ -63,5 +67,6 @@ def report(sc: Scenario, prompt: int, output: int, fusion: Fusion = Fusion(), fi
             row[f"cached_{name}{unit}"] = with_cache
             row[f"no_cache_{name}{unit}"] = without
             row[f"{name}_ratio"] = without / with_cache
-        rows.append(row)
+        rows.append({**row, **cached_fit, "no_cache_memory_needed_bytes": recompute_fit["memory_needed_bytes"],
+                     "no_cache_fits": recompute_fit["fits"]})
     return pd.DataFrame(rows)

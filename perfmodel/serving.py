@@ -155,12 +155,14 @@ class StepModel:
     """One deployment's step: ``seconds(d, t_d, q, p, t_p)`` of a step with ``d`` decode
     sequences at mean context ``t_d`` and ``p`` prompt tokens of ``q`` sequences after
     ``t_p`` cached ones; ``roofline(...)`` the same as (compute_s, memory_s);
-    ``kv_pool_bytes(budget, fraction, of)`` the KV memory; ``kv_token_bytes``; ``gpus``
+    ``fixed_bytes(budget)`` the weights and the activations of a ``budget``-token step
+    and ``memory_bytes`` the memory beside them (per GPU); ``kv_token_bytes``; ``gpus``
     (throughput per GPU divides by it)."""
 
     seconds: callable
     roofline: callable
-    kv_pool_bytes: callable
+    fixed_bytes: callable
+    memory_bytes: int
     kv_token_bytes: float
     gpus: int
     name: str
@@ -223,14 +225,12 @@ def single_gpu(sc: Scenario, fusion: Fusion = Fusion()) -> StepModel:
     weights = value(memory(pre.table)["weights_bytes"], pre.values)
     per_token = float(value(kv_cache_bytes_per_token(sc.arch, dec.options), dec.values))
 
-    def kv_pool_bytes(budget: int, fraction: float, of: str = "total") -> float:
-        act = sc.but(phase="prefill", seq=int(budget), context=0, batch=1)
-        activations = value(memory(act.table)["activation_bytes"], act.values)
-        if of == "free":
-            return fraction * (acc.memory_bytes - weights - activations)
-        return fraction * acc.memory_bytes - weights - activations
+    def fixed_bytes(budget: int) -> float:
+        # a step of ``budget`` tokens (as one-token rows: a budget is not a context)
+        act = sc.but(phase="prefill", seq=1, context=0, batch=int(budget))
+        return weights + value(memory(act.table)["activation_bytes"], act.values)
 
-    return StepModel(seconds, roofline, kv_pool_bytes, per_token, 1, sc.arch.name, acc.name, acc.tdp_w,
+    return StepModel(seconds, roofline, fixed_bytes, acc.memory_bytes, per_token, 1, sc.arch.name, acc.name, acc.tdp_w,
                      sc.arch.max_position_embeddings)
 
 
@@ -240,7 +240,11 @@ def single_gpu(sc: Scenario, fusion: Fusion = Fusion()) -> StepModel:
 def kv_capacity(step: StepModel, work: Workload, engine: Engine) -> dict:
     """Paged KV: the pool, its blocks, blocks per request and the largest concurrency."""
     budget = engine.chunk_tokens or max(work.prompts)
-    pool = step.kv_pool_bytes(budget, engine.memory_fraction, engine.memory_of)
+    fixed = step.fixed_bytes(budget)
+    if engine.memory_of == "free":
+        pool = engine.memory_fraction * (step.memory_bytes - fixed)
+    else:
+        pool = engine.memory_fraction * step.memory_bytes - fixed
     prefix = prefix_tokens(work, engine)
     per_class = BLOCKS_PER_REQUEST if engine.kv_policy == "reserve" else MEAN_BLOCKS_PER_REQUEST
     per_request = work.mean([float(value(per_class, {PROMPT_NEW: int(p - h), OUTPUT: m, BLOCK: engine.block_size}))
@@ -249,7 +253,8 @@ def kv_capacity(step: StepModel, work: Workload, engine: Engine) -> dict:
               PREFIX: int(prefix.max()), REQUEST_BLOCKS: Rational(str(per_request))}
     blocks = int(value(KV_BLOCKS, values))
     limit = max(0, int(value(MAX_CONCURRENCY, values)))
-    return {"kv_pool_bytes": pool, "kv_block_bytes": engine.block_size * step.kv_token_bytes, "kv_blocks": blocks,
+    return {"fixed_bytes": fixed, "kv_shared_blocks": int(value(PREFIX_BLOCKS, values)),
+            "kv_pool_bytes": pool, "kv_block_bytes": engine.block_size * step.kv_token_bytes, "kv_blocks": blocks,
             "kv_blocks_per_request": per_request, "kv_max_concurrency": limit,
             "max_concurrency": min(limit, engine.max_seqs)}
 
@@ -440,8 +445,14 @@ def serve(step: StepModel, work: Workload, engine: Engine, *, concurrency: float
     row.update({"binds": binds, "step_bound": step_bound, "decode_batch": s["d"], "prefill_chunk_tokens": s["chunk"],
                 "prefill_step_fraction": f, "prefill_time_share": prefill_share,
                 "decode_step_s": s["t_decode_step"], "prefill_step_s": s["t_prefill_step"],
-                "compute_utilization": compute_u, "bandwidth_utilization": memory_u, **cap,
-                "fits": running <= limit})
+                "compute_utilization": compute_u, "bandwidth_utilization": memory_u,
+                **{k: v for k, v in cap.items() if k != "fixed_bytes"}})
+    # memory: weights, a step's activations and the KV blocks in use, against what the
+    # engine may use (the same with every block of the pool)
+    used = running * cap["kv_blocks_per_request"] + cap["kv_shared_blocks"]
+    row["memory_needed_bytes"] = cap["fixed_bytes"] + used * cap["kv_block_bytes"]
+    row["capacity_bytes"] = cap["fixed_bytes"] + cap["kv_blocks"] * cap["kv_block_bytes"]
+    row["fits"] = bool(row["memory_needed_bytes"] <= row["capacity_bytes"])
     if gpu_hour_usd is not None:
         def usd(share, tokens_per_s):
             values = {PRICE: gpu_hour_usd, GPUS: step.gpus, SHARE: share, RATE: tokens_per_s}

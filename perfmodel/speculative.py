@@ -110,10 +110,8 @@ def report(target: Scenario, draft: Scenario | None, acceptance: Acceptance, con
     if draft is not None:
         dd = draft.but(phase="decode", seq=1, context=context, batch=1)
         draft_s, draft_f = _seconds(dd, fusion), _flops(dd)
-        draft_weights = value(memory(dd.table)["weights_bytes"], dd.values)
     else:
         draft_s = draft_f = (lambda b, s, t: 0.0)
-        draft_weights = 0
     rows = []
     for b in batches:
         t_plain = float(plain_s(b, 1, context))
@@ -122,15 +120,20 @@ def report(target: Scenario, draft: Scenario | None, acceptance: Acceptance, con
         t_spec = t_draft + t_verify
         f_plain = float(plain_f(b, 1, context)) / b
         f_spec = (k * float(draft_f(b, 1, context)) + float(verify_f(b, k + 1, context))) / (b * e)
+        # the target's verify step and the draft's (weights, cache of the context, activations)
         end = target.but(phase="decode", seq=k + 1, context=context, batch=b)
-        need = value(memory(end.table)["total_bytes"], end.values) + draft_weights
+        need = value(memory(end.table)["total_bytes"], end.values)
+        if draft is not None:
+            last = draft.but(phase="decode", seq=1, context=context + k - 1, batch=b)
+            need += value(memory(last.table)["total_bytes"], last.values)
         rows.append({"batch": b, "k": k, "expected_tokens_per_step": e, "plain_tpot_s": t_plain,
                      "draft_s": t_draft, "verify_s": t_verify, "speculative_step_s": t_spec,
                      "speculative_tpot_s": t_spec / e, "speedup": e * t_plain / t_spec,
                      "plain_flops_per_token": f_plain, "speculative_flops_per_token": f_spec,
                      "flops_ratio": f_spec / f_plain, "plain_bound": bound(b, 1, context),
                      "verify_bound": verify_bound(b, k + 1, context),
-                     "memory_bytes": need, "fits": need <= target.accelerator.memory_bytes})
+                     "memory_needed_bytes": need, "capacity_bytes": target.accelerator.memory_bytes,
+                     "fits": bool(need <= target.accelerator.memory_bytes)})
     frame = pd.DataFrame(rows)
     losing = frame[frame["speedup"] < 1]
     frame.insert(0, "break_even_batch", int(losing["batch"].iloc[0]) if len(losing) else None)

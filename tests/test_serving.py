@@ -40,6 +40,7 @@ def test_littles_law_and_token_conservation(h100_8b, kw, chunk):
     assert row["output_tokens_per_s"] == pytest.approx(row["requests_per_s"] * 256, rel=1e-12)
     assert row["input_tokens_per_s"] == pytest.approx(row["requests_per_s"] * 2048, rel=1e-12)
     assert row["total_tokens_per_s"] == pytest.approx(row["requests_per_s"] * 2304, rel=1e-12)
+    assert row["fits"] == (row["memory_needed_bytes"] <= row["capacity_bytes"])
     if "concurrency" in kw:
         assert row["concurrency"] == pytest.approx(kw["concurrency"], rel=1e-6)
     if "rate" in kw:
@@ -74,30 +75,35 @@ def test_throughput_rises_and_saturates_with_concurrency(h100_8b):
 # ----------------------------------------------------------------- KV capacity
 
 
-def toy(step_seconds, pool_bytes=100 * 2**20, token_bytes=1024):
-    """A StepModel whose step time is a given function of the step's tokens."""
+def toy(step_seconds, memory_bytes=110 * 2**20, fixed=10 * 2**20, token_bytes=1024):
+    """A StepModel whose step time is a given function of the step's tokens; 10 MiB of
+    weights and activations on a 110 MiB device."""
     return StepModel(seconds=lambda d, t_d, q, p, t_p: step_seconds(d + p),
                      roofline=lambda d, t_d, q, p, t_p: (0.0, step_seconds(d + p) / 2),
-                     kv_pool_bytes=lambda budget, fraction, of="total": pool_bytes, kv_token_bytes=token_bytes,
+                     fixed_bytes=lambda budget: fixed, memory_bytes=memory_bytes, kv_token_bytes=token_bytes,
                      gpus=1, name="toy", gpu="toy-gpu")
 
 
 def test_paged_blocks_by_hand():
     step = toy(lambda n: 1e-3)
-    # 100 MiB / (16 tokens x 1 KiB) = 6400 blocks; a request of 100 + 29 tokens holds
-    # ceil(129 / 16) = 9 of them: floor(6400 / 9) = 711 requests
-    cap = kv_capacity(step, Workload.fixed(100, 29), Engine(block_size=16))
+    # the whole device less 10 MiB: 100 MiB / (16 tokens x 1 KiB) = 6400 blocks; a
+    # request of 100 + 29 tokens holds ceil(129 / 16) = 9 of them: floor(6400 / 9) = 711
+    cap = kv_capacity(step, Workload.fixed(100, 29), Engine(block_size=16, memory_fraction=1.0))
     assert (cap["kv_blocks"], cap["kv_blocks_per_request"], cap["max_concurrency"]) == (6400, 9, 711)
     # half of the prompt cached: floor(50 / 16) = 3 whole blocks (48 tokens) held once;
     # each request then needs ceil((52 + 29) / 16) = 6: floor((6400 - 3) / 6) = 1066
-    cap = kv_capacity(step, Workload.fixed(100, 29), Engine(block_size=16, prefix_hit_rate=0.5))
+    cap = kv_capacity(step, Workload.fixed(100, 29), Engine(block_size=16, memory_fraction=1.0, prefix_hit_rate=0.5))
     assert (cap["kv_blocks_per_request"], cap["max_concurrency"]) == (6, 1066)
     # on demand: the prompt and half the output, plus half a block: (100 + 14.5)/16 + 0.5
-    cap = kv_capacity(step, Workload.fixed(100, 29), Engine(block_size=16, kv_policy="on-demand"))
+    cap = kv_capacity(step, Workload.fixed(100, 29), Engine(block_size=16, memory_fraction=1.0, kv_policy="on-demand"))
     assert cap["kv_blocks_per_request"] == pytest.approx((100 + 14.5) / 16 + 0.5)
     assert cap["max_concurrency"] == math.floor(6400 / ((100 + 14.5) / 16 + 0.5))
     # max_seqs caps it
     assert kv_capacity(step, Workload.fixed(100, 29), Engine(max_seqs=64))["max_concurrency"] == 64
+    # vLLM: 0.9 of the device less the fixed bytes (89 MiB: 5696 blocks); TensorRT-LLM:
+    # 0.9 of what the fixed bytes leave (90 MiB: 5760 blocks)
+    assert kv_capacity(step, Workload.fixed(100, 29), Engine())["kv_blocks"] == (99 - 10) * 64
+    assert kv_capacity(step, Workload.fixed(100, 29), Engine(memory_of="free"))["kv_blocks"] == 90 * 64
 
 
 def test_kv_bytes_per_token_of_llama3_8b(h100_8b):
@@ -189,7 +195,7 @@ def test_serve_bad_input(capsys, extra, text):
 
 def test_serve_beyond_learned_positions(capsys):
     code, _, err = run_main(capsys, "serve", "--model", "gpt2", "--gpu", "h100", "--prompt", "1000", "--output", "100")
-    assert code == 2 and len(err.splitlines()) == 1 and "1024 positions" in err
+    assert code == 2 and len(err.splitlines()) == 1 and "max_position_embeddings=1024" in err
 
 
 def test_serve_missing_lengths_and_bad_workload(capsys, tmp_path):
