@@ -671,6 +671,182 @@ def request(arch, gpu, batch, prompt, output_tokens, by, plot, cuda_graphs, merg
     return frame
 
 
+def serving_options(fn):
+    fn = click.option("--kv-policy", type=click.Choice(["reserve", "on-demand"]), default="reserve", show_default=True, help="reserve: a request holds KV blocks for prompt + output from admission (TensorRT-LLM guaranteed-no-evict); on-demand: its mean need (vLLM)")(fn)
+    fn = click.option("--prefix-hit-rate", type=float, default=0.0, show_default=True, help="fraction of each prompt found in the prefix cache (whole blocks, shared)")(fn)
+    fn = click.option("--memory-fraction", type=float, default=0.9, show_default=True, help="of GPU memory the engine takes for weights, activations and the KV pool")(fn)
+    fn = click.option("--block-size", type=click.IntRange(1), default=16, show_default=True, help="tokens per paged KV block")(fn)
+    fn = click.option("--max-seqs", type=click.IntRange(1), default=2048, show_default=True, help="running sequences at most")(fn)
+    fn = click.option("--chunk-tokens", type=Count(), default="8192", show_default=True, help="chunked prefill: tokens per step (decode tokens plus prompt chunks)")(fn)
+    fn = click.option("--chunked-prefill/--no-chunked-prefill", default=True, show_default=True, help="off: each prompt runs in a prefill step of its own while decoding waits")(fn)
+    return fn
+
+
+def serving_deployment(arch, gpu, compute_efficiency, bandwidth_efficiency, cuda_graphs, merge_projections, fold_elementwise, kw):
+    """The single-GPU StepModel, the Engine and the Workload for the serving commands."""
+    from perfmodel.cost import Fusion
+    from perfmodel.serving import Engine, Workload, single_gpu
+
+    sc = scenario(arch, "decode", gpu=gpu, compute_efficiency=compute_efficiency, bandwidth_efficiency=bandwidth_efficiency,
+                  **{k: kw.pop(k) for k in ("weight_dtype", "act_dtype", "kv_dtype")})
+    fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
+    engine = Engine(chunk_tokens=kw.pop("chunk_tokens") if kw.pop("chunked_prefill") else None, max_seqs=kw.pop("max_seqs"),
+                    block_size=kw.pop("block_size"), memory_fraction=kw.pop("memory_fraction"),
+                    prefix_hit_rate=kw.pop("prefix_hit_rate"), kv_policy=kw.pop("kv_policy"))
+    prompt, output, workload = kw.pop("prompt"), kw.pop("output_tokens"), kw.pop("workload")
+    if workload is not None:
+        if prompt is not None or output is not None:
+            raise PerfmodelError("give --workload or --prompt/--output, not both")
+        work = Workload.read_csv(workload)
+    elif prompt is None or output is None:
+        raise PerfmodelError("give --prompt and --output (or a --workload CSV)")
+    else:
+        work = Workload.fixed(prompt, output)
+    # the longest request's last step: refused beyond learned positions, warned beyond the trained context
+    sc.but(seq=1, context=max(p + m for p, m in zip(work.prompts, work.outputs)) - 1)
+    return sc, single_gpu(sc, fusion), engine, work
+
+
+@cli.command()
+@model_option
+@gpu_option(required=True)
+@click.option("--prompt", type=Count(), help=f"prompt tokens per request ({SIZE_HELP})")
+@click.option("--output", "output_tokens", type=Count(), help=f"generated tokens per request ({SIZE_HELP})")
+@click.option("--workload", type=click.Path(dir_okay=False, path_type=Path), help="CSV of request classes: prompt, output and weight (or count) columns; gives p50/p90")
+@click.option("--concurrency", type=float, help="requests in the system (closed loop)")
+@click.option("--rate", type=float, help="arrivals per second (open loop, Poisson: M/D/1 admission wait)")
+@click.option("--max-ttft", type=float, help="seconds: serve at the largest rate whose TTFT (p50 with a --workload, else the mean) stays within this")
+@click.option("--max-tpot", type=float, help="seconds: ... and whose TPOT stays within this")
+@click.option("--curve", is_flag=True, help="one row per concurrency, doubling up to the largest that fits")
+@click.option("--gpu-hour-price", type=float, help="USD per GPU hour (default: the list price in hardware/data/gpu-prices.csv, if any)")
+@serving_options
+@dtype_options
+@fusion_options
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw the latency-throughput curve over concurrency (PNG/SVG/PDF)")
+@output_options(flag="--output-file")
+def serve(arch, gpu, concurrency, rate, max_ttft, max_tpot, curve, gpu_hour_price, plot, cuda_graphs, merge_projections, fold_elementwise,
+          compute_efficiency, bandwidth_efficiency, **kw):
+    """Steady-state serving under continuous batching on one GPU.
+
+    \b
+    Closed loop at --concurrency, open loop at --rate, the largest rate within
+    --max-ttft/--max-tpot, or (none of these) saturated at the largest concurrency the
+    paged KV cache holds. Throughput (requests/s, input, output and total tokens/s,
+    per GPU), mean TTFT/TPOT/e2e (p50/p90 with a --workload distribution), what binds
+    (kv_capacity, max_seqs, token_budget, compute, bandwidth), $/million tokens and
+    an energy estimate. The file flag is --output-file: --output is the number of
+    generated tokens. Queueing model and its limits: README "Serving"."""
+    from hardware.prices import list_price
+    from perfmodel import serving
+
+    sc, step, engine, work = serving_deployment(arch, gpu, compute_efficiency, bandwidth_efficiency, cuda_graphs,
+                                                merge_projections, fold_elementwise, kw)
+    source = "given"
+    if gpu_hour_price is None:
+        gpu_hour_price, source = list_price(sc.accelerator.key)
+    price = {"gpu_hour_usd": gpu_hour_price, "price_source": source}
+    if curve or plot:
+        if concurrency is not None or rate is not None:
+            raise PerfmodelError("--curve/--plot sweep the concurrency; leave out --concurrency and --rate")
+        frame = serving.curve(step, work, engine, **price)
+        if plot:
+            from perfmodel.plots import serving_chart
+
+            serving_chart(frame, plot)
+        if not curve:
+            frame = serving.report(step, work, engine, **price)
+        return frame
+    if max_ttft is not None or max_tpot is not None:
+        if concurrency is not None or rate is not None:
+            raise PerfmodelError("--max-ttft/--max-tpot search the rate; leave out --concurrency and --rate")
+        return serving.report(step, work, engine, ttft_s=max_ttft, tpot_s=max_tpot, **price)
+    frame = serving.report(step, work, engine, concurrency=concurrency, rate=rate, **price)
+    if not bool(frame["fits"].iloc[0]):
+        warn(f"does not fit: {concurrency:g} requests need more KV blocks than the "
+             f"{int(frame['kv_blocks'].iloc[0])} the pool holds (max_concurrency {int(frame['max_concurrency'].iloc[0])})")
+    return frame
+
+
+@cli.command()
+@model_option
+@gpu_option(required=True)
+@click.option("--draft", help="draft model: preset or config.json (`none`: n-gram or self-speculation, zero draft cost)", required=True)
+@click.option("--draft-set", "draft_sets", multiple=True, metavar="KEY=VALUE", help="override a field of the draft's config (repeatable)")
+@click.option("--k", "k", type=int, required=True, help="tokens the draft proposes per target step")
+@click.option("--alpha", type=float, help="per-token acceptance rate, in [0, 1)")
+@click.option("--acceptance", help="measured acceptance-length distribution: k+1 comma-separated probabilities of 0..k draft tokens accepted")
+@click.option("--context", type=Count(), default="2048", show_default=True, help=f"cached tokens per sequence ({SIZE_HELP})")
+@click.option("--max-batch", type=Count(), default="1024", show_default=True, help="largest batch of the sweep (batches double from 1)")
+@dtype_options
+@fusion_options
+@output_options
+def speculate(arch, gpu, draft, draft_sets, k, alpha, acceptance, context, max_batch, cuda_graphs, merge_projections,
+              fold_elementwise, compute_efficiency, bandwidth_efficiency, **kw):
+    """Speculative decoding against plain decoding, one row per batch.
+
+    \b
+    Tokens per target step E = (1 - alpha^(k+1)) / (1 - alpha) (Leviathan et al. 2023),
+    or the mean of a measured acceptance distribution; a step is k draft decode steps
+    plus one target verify of k+1 tokens against the context. speedup = E x plain
+    step / speculative step; break_even_batch: the first batch where it is below 1."""
+    from perfmodel.cost import Fusion
+    from perfmodel.presets import load_model
+    from perfmodel.speculative import EXPLANATION, Acceptance, report
+
+    lengths = ()
+    if acceptance is not None:
+        try:
+            lengths = tuple(float(v) for v in acceptance.split(","))
+        except ValueError:
+            raise PerfmodelError(f"--acceptance {acceptance!r}: expected comma-separated probabilities") from None
+    acc = Acceptance(k, alpha, lengths)
+    dtypes = {k_: kw.pop(k_) for k_ in ("weight_dtype", "act_dtype", "kv_dtype")}
+    target = scenario(arch, "decode", gpu=gpu, compute_efficiency=compute_efficiency, bandwidth_efficiency=bandwidth_efficiency, **dtypes)
+    draft_sc = None
+    if draft.lower() != "none":
+        draft_sc = scenario(load_model(draft, parse_sets(draft_sets)), "decode", gpu=gpu, compute_efficiency=compute_efficiency,
+                            bandwidth_efficiency=bandwidth_efficiency, **dtypes)
+    elif draft_sets:
+        raise PerfmodelError("--draft-set needs a --draft model")
+    fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
+    batches = [2 ** i for i in range(0, 64) if 2 ** i <= max_batch]
+    frame = report(target, draft_sc, acc, context, batches, fusion)
+    if not frame["fits"].all():
+        warn(f"batches from {int(frame.loc[~frame['fits'], 'batch'].iloc[0])} do not fit on {target.accelerator.name} "
+             "(times are what they would take if they did)")
+    even = frame["break_even_batch"].iloc[0]
+    click.echo("note: " + EXPLANATION.format(e=acc.expected_tokens(), b=even if even is not None else f"none up to {batches[-1]}"), err=True)
+    return frame
+
+
+@cli.command("recompute")
+@model_option
+@gpu_option(required=True)
+@click.option("--batch", type=Count(), default=1, show_default=True, help="sequences generated together")
+@click.option("--prompt", type=Count(), required=True, help=f"prompt tokens ({SIZE_HELP})")
+@click.option("--output", "output_tokens", type=Count(), required=True, help=f"generated tokens ({SIZE_HELP})")
+@dtype_options
+@fusion_options
+@output_options(flag="--output-file")
+def recompute(arch, gpu, batch, prompt, output_tokens, cuda_graphs, merge_projections, fold_elementwise,
+             compute_efficiency, bandwidth_efficiency, **kw):
+    """Generation without a KV cache (the whole prefix recomputed for every token)
+    against cached decoding: cumulative FLOPs, bytes and calibrated time, and their
+    ratios, as the output grows (rows at doubling output lengths)."""
+    from perfmodel.cost import Fusion
+    from perfmodel.nokv import report
+
+    sc = scenario(arch, "decode", batch=batch, gpu=gpu, compute_efficiency=compute_efficiency,
+                  bandwidth_efficiency=bandwidth_efficiency, **kw)
+    fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
+    frame = report(sc, prompt, output_tokens, fusion)
+    if not (frame["fits"].iloc[0] and frame["no_cache_fits"].iloc[0]):
+        warn(f"does not fit on {sc.accelerator.name}: cached {frame['memory_needed_bytes'].iloc[0] / 2**30:.1f} GiB, "
+             f"recomputed {frame['no_cache_memory_needed_bytes'].iloc[0] / 2**30:.1f} GiB of "
+             f"{sc.accelerator.memory_bytes / 2**30:.1f} GiB (times are what they would take if they did)")
+    return frame
+
+
 @cli.group()
 def validate():
     """Check the model against measurements: timed here, published, or stored."""
@@ -726,18 +902,20 @@ def _say(message: str) -> None:
 
 @validate.command("e2e")
 @click.option("--published", is_flag=True, required=True, help="score the published end-to-end measurements (hardware/data/e2e-measurements.csv)")
-@click.option("--by", default="study", show_default=True, help="row, all, or a summary per comma-separated keys: study, engine, gpu, accelerator, weight_dtype, metric, tier, model, batch")
+@click.option("--by", help="row, all, or a summary per comma-separated keys: study, engine, gpu, accelerator, weight_dtype, metric, tier, model, batch (default: study; study,metric with --kind serving)")
 @click.option("--in-sample-only", is_flag=True, help="skip the leave-one-source-out predictions")
 @click.option("--unmapped", is_flag=True, help="list the rows that are not scored, with the reason")
+@click.option("--kind", type=click.Choice(["fixed", "serving"]), default="fixed", show_default=True, help="fixed: fixed-batch rows (tier A/B) by the request model; serving: scheduler rows (tier C) by the serving model")
 @output_options
-def validate_e2e(published, by, in_sample_only, unmapped):
+def validate_e2e(published, by, in_sample_only, unmapped, kind):
     """Request latencies against published engine runs (one GPU, fixed batch): error =
     predicted/measured - 1 on times (a rate's error is taken on the time it implies, so
     negative is too fast), for the pure roofline, the old flat efficiencies, the
     calibrated cost model in sample, and leave-one-source-out (loso)."""
     from hardware.e2e import report
 
-    return report(by, out_of_sample=not in_sample_only, unmapped=unmapped)
+    by = by or ("study,metric" if kind == "serving" else "study")
+    return report(by, out_of_sample=not in_sample_only, unmapped=unmapped, kind=kind)
 
 
 # --- batch: many rows of one table command, in one process -----------------------------

@@ -147,8 +147,10 @@ def _arch(repo: str):
     return from_config(read_config_file(path), name=repo, source=str(path.name))
 
 
-def rows() -> pd.DataFrame:
-    """Every stored row with the request model's inputs and ``reason`` ('' = scored)."""
+def rows(kind: str = "fixed") -> pd.DataFrame:
+    """Every stored row with the model's inputs and ``reason`` ('' = scored): ``kind``
+    ``fixed`` scores tier A/B rows (fixed batches) by the request model, ``serving``
+    the tier C rows by the serving model."""
     frame = read()
     out = []
     for i, r in frame.iterrows():
@@ -160,12 +162,20 @@ def rows() -> pd.DataFrame:
         repo = re.sub(r"\s*\(.*\)$", "", str(r["hf_config_hint"])) if isinstance(r["hf_config_hint"], str) else ""
         rec["repo"] = repo
         weights, why = _weights(r["weight_dtype"])
+        dtype_note = ""
+        if weights is None and kind == "serving" and not isinstance(r["weight_dtype"], str):
+            # a serving benchmark that names no dtype ran the checkpoint as published
+            weights, dtype_note = {"weight_dtype": "bf16", "act_dtype": "bf16"}, "weight dtype unstated: bf16 (the checkpoint's) taken"
         accelerator = GPU_KEYS.get(r["gpu"])
         engine = _engine(str(r["engine"]))
-        if rec["tier"] == "C":
-            reason = "serving: a scheduler chose the batch (the serving model's rows)"
+        if kind == "fixed" and rec["tier"] == "C":
+            reason = "serving: a scheduler chose the batch (scored by --kind serving)"
+        elif kind == "serving" and rec["tier"] != "C":
+            reason = "fixed batch (scored by --kind fixed)"
         elif int(r["n_gpus"]) != 1:
-            reason = f"{int(r['n_gpus'])} GPUs: needs the parallel layout"
+            reason = f"{int(r['n_gpus'])} GPUs: needs the parallel layout (issue 12)"
+        elif kind == "serving" and (pd.isna(r["input_len"]) or pd.isna(r["output_len"])):
+            reason = "prompt or output length not stated: a serving workload needs both"
         elif accelerator is None:
             reason = f"{r['gpu']} is not in the accelerator catalog"
         elif weights is None:
@@ -189,7 +199,7 @@ def rows() -> pd.DataFrame:
             if pd.isna(r["output_len"]) or r["output_len"] < 1:
                 rec["output_len"] = UNSTATED_OUTPUT if pd.isna(r["output_len"]) else 1
                 notes.append(f"output_len {'unstated' if pd.isna(r['output_len']) else 'given as 0'}: {int(rec['output_len'])} taken")
-            rec["assumed"] = "; ".join(notes)
+            rec["assumed"] = "; ".join(notes + ([dtype_note] if dtype_note else []))
             arch = _arch(repo)
             limit = arch.max_position_embeddings
             if limit is not None and rec["input_len"] + rec["output_len"] > limit:
@@ -359,9 +369,19 @@ ROW_COLUMNS = ("study", "engine", "model", "gpu", "accelerator", "weight_dtype",
                "flat_error", "loso", "loso_error", "fits", "cuda_graphs", "assumed", "tier", "row", "confidence")
 
 
-def report(by: str = "study", *, out_of_sample: bool = True, unmapped: bool = False) -> pd.DataFrame:
+def report(by: str = "study", *, out_of_sample: bool = True, unmapped: bool = False, kind: str = "fixed") -> pd.DataFrame:
     """``validate e2e --published``: a summary per ``by`` (comma-separated keys, or
-    ``row``); ``unmapped``: the rows that are not scored, with the reason."""
+    ``row``); ``unmapped``: the rows that are not scored, with the reason; ``kind``:
+    ``fixed`` (tier A/B, the request model) or ``serving`` (tier C, the serving model)."""
+    if kind == "serving":
+        if unmapped:
+            frame = rows("serving")
+            frame = frame[~frame["scored"] & (frame["tier"] == "C")]
+            return frame[["row", "source", "engine", "model", "gpu", "n_gpus", "weight_dtype", "metric", "tier", "reason"]]
+        frame = scored_serving()
+        if by == "row":
+            return frame[[c for c in SERVING_COLUMNS if c in frame]].reset_index(drop=True)
+        return summarize(frame, [k.strip() for k in by.split(",") if k.strip() and k.strip() != "all"])
     if unmapped:
         frame = rows()
         frame = frame[~frame["scored"]]
@@ -371,3 +391,82 @@ def report(by: str = "study", *, out_of_sample: bool = True, unmapped: bool = Fa
         return frame[[c for c in ROW_COLUMNS if c in frame]].reset_index(drop=True)
     keys = [k.strip() for k in by.split(",") if k.strip() and k.strip() != "all"]
     return summarize(frame, keys)
+
+
+# ----------------------------------------------------------------- serving rows (tier C)
+
+#: the engine settings a serving source ran with, and why (the serving model's options)
+SERVING_ENGINES = {
+    "TensorRT-LLM": ({"chunk_tokens": 8192, "kv_policy": "reserve", "memory_fraction": 0.9, "memory_of": "free"},
+                     "trtllm-bench: in-flight batching with a token budget per step (max_num_tokens 8192 taken), "
+                     "'Guaranteed No Evict' reserves each request's KV, kv_cache_free_gpu_mem_fraction 0.9"),
+    "vLLM": ({"chunk_tokens": 2048, "kv_policy": "on-demand", "memory_fraction": 0.9, "memory_of": "total"},
+             "vLLM defaults: gpu_memory_utilization 0.9, max_num_batched_tokens 2048 with chunked prefill, blocks on demand"),
+}
+
+
+def _serving_engine(label: str):
+    for prefix, value in SERVING_ENGINES.items():
+        if label.startswith(prefix):
+            return value
+    return None
+
+
+@functools.cache
+def _step(repo, accelerator, weight_dtype, act_dtype, kv_dtype, group, cuda_graphs):
+    from hardware.catalog import get_accelerator
+    from perfmodel.cost import Fusion
+    from perfmodel.options import Options
+    from perfmodel.scenario import Scenario
+    from perfmodel.serving import single_gpu
+
+    sc = Scenario(_arch(repo), Options(phase="decode"), weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype,
+                  weight_group_size=group, accelerator=get_accelerator(accelerator))
+    return single_gpu(sc, Fusion(cuda_graphs=cuda_graphs))
+
+
+def predict_serving(frame: pd.DataFrame) -> pd.DataFrame:
+    """Scored tier C rows with ``measured``, ``predicted`` (the serving model: saturated
+    when the batch is not stated, else closed loop at the batch as concurrency) and
+    ``predicted_error``; ``binds`` and the engine settings taken beside each."""
+    from perfmodel.serving import Engine, Workload, serve
+
+    out = frame[frame["scored"]].copy()
+    cols = {c: [] for c in ("measured", "predicted", "binds", "concurrency", "max_concurrency", "fits", "engine_settings")}
+    for _, r in out.iterrows():
+        settings, why = _serving_engine(str(r["engine"])) or ({}, "defaults")
+        step = _step(r["repo"], r["accelerator"], r["weight_dtype"], r["act_dtype"], r["kv_dtype"], _group(r), bool(r["cuda_graphs"]))
+        work = Workload.fixed(int(r["input_len"]), int(r["output_len"]))
+        concurrency = None if pd.isna(r["batch"]) else float(r["batch"])
+        row = serve(step, work, Engine(**settings), concurrency=concurrency)
+        metric = METRICS[r["metric"]][0]
+        predicted = {"output_tokens_per_s": row["output_tokens_per_s"], "total_tokens_per_s": row["total_tokens_per_s"],
+                     "ttft_s": row["ttft_s"], "tpot_s": row["tpot_s"], "e2e_latency_s": row["e2e_latency_s"]}[metric]
+        cols["measured"].append(measured_value(r))
+        cols["predicted"].append(predicted)
+        cols["binds"].append(row["binds"])
+        cols["concurrency"].append(row["running"])
+        cols["max_concurrency"].append(row["max_concurrency"])
+        cols["fits"].append(row["fits"])
+        cols["engine_settings"].append(why)
+    for c, v in cols.items():
+        out[c] = v
+    ratio = out["predicted"] / out["measured"]
+    out["predicted_error"] = np.where(out["metric"].str.contains("tokens_per_s"), 1 / ratio, ratio) - 1
+    return out
+
+
+def scored_serving() -> pd.DataFrame:
+    """Every mapped tier C row predicted by the serving model. Nothing is fitted to
+    these rows and their sources are outside the cost model's fit, so the in-sample
+    figures are out of sample: ``loso`` = ``predicted``."""
+    frame = predict_serving(rows("serving"))
+    frame["study"] = frame["source"].map(label)
+    frame["loso"], frame["loso_error"] = frame["predicted"], frame["predicted_error"]
+    frame["error"] = frame["predicted_error"]
+    return frame
+
+
+SERVING_COLUMNS = ("study", "engine", "model", "gpu", "weight_dtype", "kv_dtype", "batch", "input_len", "output_len",
+                   "metric", "value", "measured", "predicted", "error", "loso", "loso_error", "binds", "concurrency",
+                   "max_concurrency", "fits", "engine_settings", "assumed", "row")

@@ -470,3 +470,23 @@ def request_chart(steps, path, sc):
     total.set(xlabel="output token", ylabel="elapsed since the request began (s)", title="end-to-end latency")
     fig.suptitle(f"{sc.arch.name} on {sc.accelerator.name}, batch {sc.batch}, prompt {int(steps['context'].iloc[1]) if len(steps) > 1 else '?'}; {_dtypes(sc)}", fontsize=9)
     return _save(fig, path, fmt)
+
+
+def serving_chart(frame, path):
+    """The latency–throughput curve of ``serve --curve``: TPOT and TTFT against output
+    tokens/s per GPU, one point per concurrency (labelled), what binds at the largest."""
+    fmt = _format(path)
+    _columns(frame, "running", "output_tokens_per_s_per_gpu", "tpot_s", "ttft_s", "binds")
+    fig = _figure(10, 4.5)
+    axes = fig.subplots(1, 2)
+    x = frame["output_tokens_per_s_per_gpu"]
+    for ax, col, title, color in ((axes[0], "tpot_s", "time per output token", COMPUTE_COLOR),
+                                  (axes[1], "ttft_s", "time to first token", MEMORY_COLOR)):
+        ax.plot(x, frame[col] * 1e3, marker="o", color=color)
+        for xi, yi, c in zip(x, frame[col] * 1e3, frame["running"]):
+            ax.annotate(f"{c:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set(xlabel="output tokens/s per GPU", ylabel=f"{col.removesuffix('_s')} (ms)", title=title)
+    last = frame.iloc[-1]
+    fig.suptitle(f"{last['model']} on {last['gpu']}: prompt {last['prompt']:g}, output {last['output']:g}; "
+                 f"points: concurrency; at {last['running']:g} {last['binds']} binds", fontsize=9)
+    return _save(fig, path, fmt)
