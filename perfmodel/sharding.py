@@ -284,7 +284,8 @@ def shard(table: Table, layout: Layout, stage: int = 0) -> Table:
         ops += [replace(op, repeat=sympify(op.repeat).xreplace(counts)) for op in grad_rows]
         step = next(op for op in table.ops if op.pass_ == "optimizer")
         ops.append(_scale(step, owned / table.params))
-    return Table(arch, options, tensors, tuple(ops))
+    kv_map = {**{k: v for k, v in tensor_parallel_map(arch, layout).items() if k == S.n_kv}, **counts}
+    return Table(arch, options, tensors, tuple(ops), per_gpu=tuple(kv_map.items()))
 
 
 def communication(table: Table) -> list[Comm]:
