@@ -84,13 +84,13 @@ def memory_per_gpu(sc: Scenario) -> tuple[float, int]:
 
 
 def request(sc: Scenario, layout: Layout, prompt: int, output: int, fusion: Fusion = Fusion(), *,
-            custom_all_reduce: bool = True) -> dict:
+            custom_all_reduce: bool = True, params=None) -> dict:
     """A request batch on ``layout``: ``ttft_s``, ``tpot_s``, ``e2e_latency_s``, throughput,
     the communication share, per-GPU memory and ``fits`` (per GPU)."""
     if output < 1:
         raise PerfmodelError(f"output: {output} must be at least 1 token")
     acc = sc.require_accelerator()
-    params = cost_params(acc)
+    params = params or cost_params(acc)
     one = local(sc, layout)
     pre = one.but(seq=prompt, context=0, phase="prefill")
     timers = {"prefill": stage_timer(pre, fusion, params, custom_all_reduce)}
