@@ -134,6 +134,27 @@ def gpu_option(required: bool):
     return decorate
 
 
+def parallel_options(fn):
+    """--tp --pp --dp --ep --cp --gpus: the parallel layout (all 1: one GPU)."""
+    for name, what in (("gpus", "total GPUs (default: tp*pp*cp*dp; checked against it)"),
+                       ("cp", "context-parallel size"), ("ep", "expert-parallel size (divides dp*cp)"),
+                       ("dp", "data-parallel replicas (inference: the batch is split over them)"),
+                       ("pp", "pipeline stages"), ("tp", "tensor-parallel size")):
+        fn = click.option(f"--{name}", type=click.IntRange(1), default=None if name == "gpus" else 1,
+                          show_default=name != "gpus", help=what)(fn)
+    return fn
+
+
+def layout_from(kw: dict):
+    """Pop the parallel options; a Layout, or None for one GPU."""
+    from perfmodel.layout import Layout
+
+    sizes = {k: kw.pop(k) for k in ("tp", "pp", "dp", "ep", "cp", "gpus")}
+    if all(sizes[k] == 1 for k in ("tp", "pp", "dp", "ep", "cp")) and sizes["gpus"] in (None, 1):
+        return None
+    return Layout(**sizes)
+
+
 def scenario(arch, phase, *, batch=1, seq=None, context=None, source_len=None, gpu=None, compute_efficiency=None, bandwidth_efficiency=None, weight_dtype="bf16", act_dtype="bf16", kv_dtype="bf16", **options):
     """The library Scenario for these command-line choices."""
     from perfmodel.options import Options
@@ -276,12 +297,20 @@ def memory(arch, phase, batch, context, seq, **kw):
 @dtype_options
 @impl_options
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw the roofline chart (PNG/SVG/PDF by extension)")
+@parallel_options
 @output_options
 def roofline(arch, phase, by, plot, **kw):
-    """Per-operator time = max(FLOPs/peak, bytes/bandwidth), and what bounds it."""
+    """Per-operator time = max(FLOPs/peak, bytes/bandwidth), and what bounds it.
+    With a layout: one GPU of each pipeline stage, communication rows timed by the
+    collective model."""
     from perfmodel.api import roofline_report as run
 
+    layout = layout_from(kw)
     sc = scenario(arch, phase, **kw)
+    if layout is not None:
+        from perfmodel.parallel import roofline_report
+
+        return roofline_report(sc, layout, by=by)
     frame = run(sc, by=by)
     if plot:
         from perfmodel.plots import roofline_chart
@@ -500,6 +529,7 @@ def fusion_options(fn):
 @click.option("--weight-group-size", type=click.IntRange(1), help="int4/int8 weights: weights per fp16 scale (GPTQ/AWQ g128 = 128); default none")
 @click.option("--embed-dtype", type=click.Choice(DTYPES), help="embedding table and LM head dtype (default: the weight dtype, or 16-bit under weight-only int4/int8/fp8 weights)")
 @fusion_options
+@parallel_options
 @click.option("--by", type=click.Choice(["total", "step"]), default="total", show_default=True, help="step: one row per decode step")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw each step's latency over the output (PNG/SVG/PDF)")
 @output_options(flag="--output-file")
@@ -519,6 +549,11 @@ def request(arch, gpu, batch, prompt, output_tokens, by, plot, cuda_graphs, merg
                   bandwidth_efficiency=bandwidth_efficiency, **{k: kw.pop(k) for k in ("weight_dtype", "act_dtype", "kv_dtype")})
     sc = sc.but(weight_group_size=kw.pop("weight_group_size"), embed_dtype=kw.pop("embed_dtype"))
     fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
+    layout = layout_from(kw)
+    if layout is not None:  # per-GPU columns; --by step and --plot are one-GPU views
+        from perfmodel.parallel import report as parallel_report
+
+        return parallel_report(sc, layout, prompt, output_tokens, fusion)
     frame = report(sc, prompt, output_tokens, fusion, by=by)
     if not bool(frame["fits"].iloc[0]):
         click.echo(f"warning: does not fit: needs {frame['memory_bytes'].iloc[0] / 2**30:.1f} GiB of "

@@ -115,3 +115,51 @@ def request(sc: Scenario, layout: Layout, prompt: int, output: int, fusion: Fusi
         "_steps": result["steps"],
     })
     return row
+
+
+def _layout_labels(layout: Layout) -> dict:
+    return {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep, "cp": layout.cp, "gpus": layout.gpus}
+
+
+def report(sc: Scenario, layout: Layout, prompt: int, output: int, fusion: Fusion = Fusion()):
+    """``perfmodel request`` on a layout: one row with the layout, the latencies, per-GPU
+    throughput and memory, and ``fits`` (per GPU)."""
+    import pandas as pd
+
+    acc = sc.require_accelerator()
+    row = request(sc, layout, prompt, output, fusion)
+    labels = {"model": sc.arch.name, "gpu": acc.name, **_layout_labels(layout), "batch": sc.batch, "prompt": prompt,
+              "output": output, "weight_dtype": sc.weight_dtype, "act_dtype": sc.act_dtype, "kv_dtype": sc.kv_dtype}
+    return pd.DataFrame([{**labels, **{k: v for k, v in row.items() if not k.startswith("_")}}])
+
+
+def roofline_report(sc: Scenario, layout: Layout, by: str = "operator"):
+    """``perfmodel roofline`` for one GPU of each pipeline stage: the per-GPU table's
+    operators, communication rows timed by the collective model (``bound`` =
+    ``communication``); totals add ``communication_time_s`` to the step."""
+    import pandas as pd
+
+    from perfmodel.api import roofline_report as single
+
+    one = local(sc, layout)
+    frames = []
+    for stage in range(layout.pp):
+        st = one.but(stage=stage)
+        frame = single(st, by=by)
+        comms = [op for op in st.table.ops if isinstance(op, Comm)]
+        seconds = {id(op): comm_seconds(op, st.values, st.accelerator, layout, custom=not st.options.training)
+                   * value(op.repeat, st.values) for op in comms}
+        if by == "operator":
+            is_comm = frame["pass"] == "comm"
+            frame.loc[is_comm, "time_s"] = [seconds[id(op)] for op in comms]
+            frame.loc[is_comm, "expected_time_s"] = frame.loc[is_comm, "time_s"]
+            frame.loc[is_comm, "bound"] = "communication"
+            frame["share_of_time"] = frame["time_s"] / frame["time_s"].sum()
+        else:
+            frame["communication_time_s"] = sum(seconds.values()) if by == "total" else [
+                sum(seconds[id(op)] for op in comms if op.group == g) for g in frame["group"]]
+        frame.insert(0, "stage", stage)
+        for k, v in reversed(list(_layout_labels(layout).items())):
+            frame.insert(0, k, v)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)

@@ -142,12 +142,11 @@ class Scenario:
 
     @cached_property
     def table(self) -> Table:
-        table = build(self.arch, self.options)
         if self.layout is None:
-            return table
-        from perfmodel.sharding import shard
+            return build(self.arch, self.options)
+        from perfmodel.sharding import shard_cached
 
-        return shard(table, self.layout, self.stage)
+        return shard_cached(self.arch, self.options, self.layout, self.stage)
 
     @cached_property
     def values(self) -> dict[Symbol, Expr]:

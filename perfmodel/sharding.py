@@ -39,6 +39,7 @@ recomputation).
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 
 from sympy import Expr, Integer, sympify
 
@@ -286,6 +287,14 @@ def shard(table: Table, layout: Layout, stage: int = 0) -> Table:
         ops.append(_scale(step, owned / table.params))
     kv_map = {**{k: v for k, v in tensor_parallel_map(arch, layout).items() if k == S.n_kv}, **counts}
     return Table(arch, options, tensors, tuple(ops), per_gpu=tuple(kv_map.items()))
+
+
+@lru_cache(maxsize=256)
+def shard_cached(arch, options: Options, layout: Layout, stage: int) -> Table:
+    """:func:`shard` of the built table, kept for repeated queries (sweeps, validation)."""
+    from perfmodel.table import build
+
+    return shard(build(arch, options), layout, stage)
 
 
 def communication(table: Table) -> list[Comm]:
