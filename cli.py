@@ -565,6 +565,46 @@ def request(arch, gpu, batch, prompt, output_tokens, by, plot, cuda_graphs, merg
     return frame
 
 
+@cli.command()
+@model_option
+@gpu_option(required=True)
+@click.option("--gpus", type=click.IntRange(1), required=True, help="total GPUs (= tp*pp*cp*dp)")
+@click.option("--tp", type=click.IntRange(1), default=1, show_default=True, help="tensor-parallel size")
+@click.option("--pp", type=click.IntRange(1), default=1, show_default=True, help="pipeline stages")
+@click.option("--dp", type=click.IntRange(1), help="data-parallel replicas (default: gpus / (tp*pp*cp))")
+@click.option("--ep", type=click.IntRange(1), default=1, show_default=True, help="expert-parallel size (divides dp*cp)")
+@click.option("--cp", type=click.IntRange(1), default=1, show_default=True, help="context-parallel size")
+@click.option("--zero", type=click.IntRange(0, 3), default=1, show_default=True, help="ZeRO stage: 1 shards optimizer states (Megatron's distributed optimizer), 2 + gradients, 3 + weights (FSDP)")
+@click.option("--sequence-parallel/--no-sequence-parallel", default=None, help="Megatron sequence parallelism (default: on when tp > 1)")
+@click.option("--global-batch", type=Count(), default=512, show_default=True, help="sequences per iteration")
+@click.option("--micro-batch", type=Count(), default=1, show_default=True, help="sequences per micro-batch")
+@click.option("--seq", type=Count(), default=4096, show_default=True, help=f"tokens per sequence ({SIZE_HELP})")
+@click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="selective", show_default=True, help="activation recomputation (selective: the attention core, Korthikanti et al. 2022)")
+@click.option("--interleave", type=click.IntRange(1), default=1, show_default=True, help="virtual pipeline stages per GPU (>1: interleaved 1F1B)")
+@click.option("--gpus-per-node", type=click.IntRange(1), help="GPUs per scale-up domain (default: the part's NVLink domain, 8 on HGX, 72 on NVL72)")
+@click.option("--tokens", type=click.FloatRange(min=1), help="train on this many tokens (e.g. 15e12): wall-clock days and GPU-hours")
+@click.option("--optimizer", type=click.Choice(["mixed", "megatron-bf16", "megatron-fp16", "fp32"]), default="megatron-bf16", show_default=True, help="bytes per parameter for gradients and optimizer states")
+@click.option("--overlap-grad-reduce/--no-overlap-grad-reduce", default=True, show_default=True, help="hide the data-parallel gradient reduction under the last micro-batch's backward (Megatron --overlap-grad-reduce)")
+@click.option("--overlap-param-gather/--no-overlap-param-gather", default=True, show_default=True, help="hide ZeRO parameter all-gathers under compute (Megatron --overlap-param-gather, FSDP prefetch)")
+@click.option("--weight-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
+@click.option("--act-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True, help="activations and matmul compute (fp8: FP8 GEMMs)")
+@output_options
+def train(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, tp, pp, dp, ep, cp, zero, sequence_parallel,
+          global_batch, micro_batch, seq, recompute, interleave, gpus_per_node, tokens, optimizer, overlap_grad_reduce,
+          overlap_param_gather, weight_dtype, act_dtype):
+    """One training iteration on a parallel layout (and the whole run with --tokens):
+    step_time_s, tokens_per_s_per_gpu, mfu/hfu (flop_convention says which FLOPs),
+    bubble_fraction, exposed communication, memory_per_gpu_bytes and fits."""
+    from perfmodel.train import Overlap, make_layout, report
+
+    sc = scenario(arch, "train", seq=seq, gpu=gpu, weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=act_dtype,
+                  recompute=recompute, optimizer=optimizer)
+    layout = make_layout(arch, sc.accelerator, gpus=gpus, tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, zero=zero,
+                         sequence_parallel=sequence_parallel, interleave=interleave, micro_batch=micro_batch,
+                         global_batch=global_batch, gpus_per_node=gpus_per_node)
+    return report(sc, layout, tokens=tokens, overlap=Overlap(overlap_grad_reduce, overlap_param_gather))
+
+
 @cli.group()
 def validate():
     """Check the model against measurements: timed here, published, or stored."""

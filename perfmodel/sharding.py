@@ -286,6 +286,8 @@ def shard(table: Table, layout: Layout, stage: int = 0) -> Table:
         step = next(op for op in table.ops if op.pass_ == "optimizer")
         ops.append(_scale(step, owned / table.params))
     kv_map = {**{k: v for k, v in tensor_parallel_map(arch, layout).items() if k == S.n_kv}, **counts}
+    if layout.cp > 1:
+        kv_map[S.s] = S.s / layout.cp
     return Table(arch, options, tensors, tuple(ops), per_gpu=tuple(kv_map.items()))
 
 
