@@ -140,9 +140,13 @@ def shard_op(op: Op, arch, layout: Layout) -> Op:
     else:
         mapping = {**tp_map, **expert_map(layout)} if _routed(op.name) else dict(tp_map)
     out = _map_op(op, mapping)
-    if layout.sequence_parallel and layout.tp > 1 and op.gemm is None and not op.core_attention \
-            and out.flops == op.flops and out.bytes == op.bytes:
-        out = _scale(out, Integer(1) / layout.tp)  # norms, residuals: a sequence shard each
+    if layout.sequence_parallel and layout.tp > 1 and not isinstance(op, Comm):
+        if op.gemm is None and not op.core_attention and out.flops == op.flops and out.bytes == op.bytes:
+            out = _scale(out, Integer(1) / layout.tp)  # norms, residuals, dropout: a sequence shard each
+        elif out.saved_bytes == op.saved_bytes:
+            # a column-parallel linear keeps its input's sequence shard and re-gathers it for
+            # the backward (Korthikanti et al. 2022, §4.2.2)
+            out = replace(out, saved_bytes=out.saved_bytes / layout.tp)
     if layout.cp > 1:
         out = _scale(out, Integer(1) / layout.cp) if op.core_attention else _map_op(out, {S.s: S.s / layout.cp})
     return out

@@ -30,7 +30,7 @@ recomputed forward; ``mfu_6n`` is the ``6·N_active`` per token convention.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sympy import Integer
 
@@ -106,9 +106,21 @@ def _comm(ops, sc: Scenario, layout: Layout, during) -> float:
                for op in ops if isinstance(op, Comm) and op.during in during)
 
 
+_STAGES: dict = {}
+
+
 def stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion) -> dict:
     """One micro-batch on one stage: forward, backward (with recomputation) and
-    communication seconds; and the once-per-iteration data-parallel sync and optimizer."""
+    communication seconds; and the once-per-iteration data-parallel sync and optimizer
+    (kept per model, step, accelerator and layout: ``plan`` and validation repeat them)."""
+    key = (sc.arch, sc.options, sc.batch, sc.seq_tokens, sc.weight_dtype, sc.act_dtype, sc.accelerator.name,
+           replace(layout, micro_batches=1 if layout.schedule == "1f1b" else layout.pp), stage, fusion)
+    if key not in _STAGES:
+        _STAGES[key] = _stage_costs(sc, layout, stage, fusion)
+    return _STAGES[key]
+
+
+def _stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion) -> dict:
     st = sc.but(layout=layout, stage=stage)
     ops = st.table.ops
     fwd = _seconds([op for op in ops if op.pass_ == "fwd"], st, fusion)
