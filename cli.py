@@ -605,6 +605,40 @@ def train(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, tp, pp, dp,
     return report(sc, layout, tokens=tokens, overlap=Overlap(overlap_grad_reduce, overlap_param_gather))
 
 
+@cli.command()
+@model_option
+@gpu_option(required=True)
+@click.option("--gpus", type=click.IntRange(1), required=True, help="GPUs to spread the model over")
+@click.option("--phase", type=click.Choice(["infer", "train"]), default="infer", show_default=True)
+@click.option("--objective", type=click.Choice(["throughput", "latency"]), default="throughput", show_default=True)
+@click.option("--batch", type=Count(), default=8, show_default=True, help="infer: sequences run together (split over dp)")
+@click.option("--prompt", type=Count(), default=1024, show_default=True, help=f"infer: prompt tokens ({SIZE_HELP})")
+@click.option("--output", "output_tokens", type=Count(), default=256, show_default=True, help="infer: generated tokens")
+@click.option("--global-batch", type=Count(), default=512, show_default=True, help="train: sequences per iteration")
+@click.option("--micro-batch", type=Count(), default=1, show_default=True, help="train: sequences per micro-batch")
+@click.option("--seq", type=Count(), default=4096, show_default=True, help=f"train: tokens per sequence ({SIZE_HELP})")
+@click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="selective", show_default=True)
+@click.option("--gpus-per-node", type=click.IntRange(1), help="GPUs per scale-up domain (default: the part's NVLink domain)")
+@click.option("--weight-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
+@click.option("--act-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
+@click.option("--kv-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
+@output_options(flag="--output-file")
+def plan(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, phase, objective, batch, prompt, output_tokens,
+         global_batch, micro_batch, seq, recompute, gpus_per_node, weight_dtype, act_dtype, kv_dtype):
+    """Rank the layouts (tp x pp x dp, x ep for MoE models) of a model on --gpus GPUs
+    that fit, by throughput or latency; every rejected layout says why (rank empty).
+    The file flag is --output-file here: --output is the number of generated tokens."""
+    from perfmodel.plan import plan as run
+
+    dtypes = dict(weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype)
+    if phase == "train":
+        sc = scenario(arch, "train", seq=seq, gpu=gpu, recompute=recompute, optimizer="megatron-bf16", **dtypes)
+    else:
+        sc = scenario(arch, "decode", batch=batch, gpu=gpu, **dtypes)
+    return run(sc, gpus, objective=objective, prompt=prompt, output=output_tokens, global_batch=global_batch,
+               micro_batch=micro_batch, gpus_per_node=gpus_per_node)
+
+
 @cli.group()
 def validate():
     """Check the model against measurements: timed here, published, or stored."""

@@ -202,6 +202,7 @@ def _hierarchical(collective: str, one_per_node: bool):
             alg = "direct" if collective == "send_recv" else "pairwise" if collective == "all_to_all" else "ring"
             expr = _level(time(collective, alg), S.n_n, X, True)
         else:
-            expr = hierarchical_time(collective)
+            alg = "pairwise" if collective == "all_to_all" else "ring"
+            expr = hierarchical_time(collective, alg, alg)
         _CACHE[key] = _lambdify(expr, (*_ARGS, *_INTER_ARGS, S.n_g, S.n_n, X, S.BW_u, S.BW_o))
     return _CACHE[key]

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from perfmodel.errors import PerfmodelError
 from perfmodel.evaluate import value
 from perfmodel.layout import Layout
@@ -24,7 +22,7 @@ from perfmodel.ops.comm import Comm
 from perfmodel.request import cost_params, gemm_dtype, latency, timer
 from perfmodel.cost import Fusion
 from perfmodel.scenario import Scenario
-from perfmodel.sharding import placement
+from perfmodel.sharding import placement, stage_map
 
 
 def fabric(acc):
@@ -70,16 +68,31 @@ class StageTimer:
         return total
 
 
+def stage_signature(arch, layout: Layout, stage: int) -> tuple:
+    """Stages with equal layer counts that hold neither end of the model run the same table."""
+    counts = tuple(sorted((str(k), int(v)) for k, v in stage_map(arch, layout, stage).items()))
+    return counts, stage == 0, stage == layout.pp - 1
+
+
 def stage_timer(sc: Scenario, fusion: Fusion, params, custom: bool) -> StageTimer:
-    stages = [sc.but(stage=i) for i in range(sc.layout.pp)]
-    return StageTimer(tuple(timer(st, fusion, params).kernels for st in stages),
-                      tuple(communication_seconds(st, custom=custom) for st in stages))
+    kernels, comms, seen = [], [], {}
+    for i in range(sc.layout.pp):
+        sig = stage_signature(sc.arch, sc.layout, i)
+        if sig not in seen:
+            st = sc.but(stage=i)
+            seen[sig] = (timer(st, fusion, params).kernels, communication_seconds(st, custom=custom))
+        kernels.append(seen[sig][0])
+        comms.append(seen[sig][1])
+    return StageTimer(tuple(kernels), tuple(comms))
 
 
 def memory_per_gpu(sc: Scenario) -> tuple[float, int]:
     """(largest per-GPU bytes over the stages, the stage that holds them)."""
-    need = [value(memory(sc.but(stage=i).table)["total_bytes"], sc.values) for i in range(sc.layout.pp)]
-    worst = int(np.argmax(need))
+    first = {}
+    for i in range(sc.layout.pp):
+        first.setdefault(stage_signature(sc.arch, sc.layout, i), i)
+    need = {i: value(memory(sc.but(stage=i).table)["total_bytes"], sc.values) for i in first.values()}
+    worst = max(need, key=need.get)
     return need[worst], worst
 
 

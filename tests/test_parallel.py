@@ -93,3 +93,10 @@ def test_bad_layouts_are_one_line_errors(args, message, capsys):
         cli.main(["request", "--model", "llama-3.1-70b", "--gpu", "h100", "--batch", "2", "--prompt", "128",
                   "--output", "4", *args])
     assert exit_.value.code == 2 and capsys.readouterr().err.strip() == message
+
+
+def test_expert_all_to_all_across_nodes_is_hierarchical():
+    # ep=8 with tp=2 on 8-GPU nodes: 4 ranks per node, 2 nodes (pairwise exchange inside
+    # the node, then over the NICs)
+    f = get_accelerator("h200-sxm").fabric
+    assert f.seconds("all_to_all", 4, 2, 2**20) > 2 * f.seconds("all_to_all", 4, 1, 2**20)
