@@ -683,6 +683,20 @@ def validate_e2e(published, by, in_sample_only, unmapped):
     return report(by, out_of_sample=not in_sample_only, unmapped=unmapped)
 
 
+@validate.command("training")
+@click.option("--published", is_flag=True, required=True, help="score the published training runs (hardware/data/training-measurements.csv)")
+@click.option("--by", default="study", show_default=True, help="row, all, or a summary per comma-separated keys: study, gpu, accelerator, model_size, layout, metric, dtype")
+@output_options
+def validate_training(published, by):
+    """Training iterations against published runs (Megatron-LM, Korthikanti, MegaScale,
+    Megatron-Bridge): error = predicted/measured - 1 on the iteration time (negative is
+    too fast), per source, GPU, model size and layout; no parameter is fitted to these
+    rows, so leave-one-source-out equals in sample. Slow: minutes for every row."""
+    from hardware.training_validation import report
+
+    return report(by)
+
+
 # --- batch: many rows of one table command, in one process -----------------------------
 
 #: the parameters ``output_options`` adds: ``batch`` renders, so rows do not choose these

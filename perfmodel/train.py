@@ -32,10 +32,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sympy import Integer
+from sympy import Integer, sympify
 
 from perfmodel import symbols as S
-from perfmodel.cost import PARAMETERS, Fusion, accelerator_terms, step_time
+from perfmodel.cost import PARAMETERS, Fusion, accelerator_terms, kernel_time, kernels
 from perfmodel.errors import PerfmodelError
 from perfmodel.evaluate import value
 from perfmodel.layout import Layout
@@ -97,8 +97,14 @@ def _seconds(ops, sc: Scenario, fusion: Fusion) -> float:
     acc = sc.require_accelerator()
     params = cost_params(acc)
     dtype = gemm_dtype(sc)
-    terms = {**accelerator_terms(acc, params, dtype), **dict(zip(PARAMETERS, params.vector(dtype)))}
-    return float(step_time(ops, fusion).xreplace(terms).xreplace(sc.values))
+    numbers = {**accelerator_terms(acc, params, dtype), **dict(zip(PARAMETERS, params.vector(dtype))), **sc.values}
+    # each kernel's inputs as numbers first: the formulas' Max/Piecewise then evaluate at once
+    total = 0.0
+    for kernel in kernels(ops, fusion):
+        inputs = {k: v if k == "group" else sympify(v).xreplace(numbers) for k, v in kernel.inputs.items()}
+        seconds = kernel_time(replace(kernel, inputs=inputs), fusion).xreplace(numbers)
+        total += float(seconds) * float(sympify(kernel.repeat).xreplace(numbers))
+    return total
 
 
 def _comm(ops, sc: Scenario, layout: Layout, during) -> float:
@@ -120,11 +126,21 @@ def stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion) -> dic
     return _STAGES[key]
 
 
+_KERNELS: dict = {}
+
+
 def _stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion) -> dict:
     st = sc.but(layout=layout, stage=stage)
     ops = st.table.ops
-    fwd = _seconds([op for op in ops if op.pass_ == "fwd"], st, fusion)
-    bwd = _seconds([op for op in ops if op.pass_ in ("recompute", "bwd")], st, fusion)
+    # the kernels do not depend on the data-parallel size: shared by layouts that differ in dp
+    from perfmodel.parallel import stage_signature
+
+    key = (sc.arch, sc.options, sc.batch, sc.seq_tokens, sc.weight_dtype, sc.act_dtype, sc.accelerator.name, layout.tp,
+           layout.ep, layout.cp, layout.sequence_parallel, stage_signature(sc.arch, layout, stage), fusion)
+    if key not in _KERNELS:
+        _KERNELS[key] = (_seconds([op for op in ops if op.pass_ == "fwd"], st, fusion),
+                         _seconds([op for op in ops if op.pass_ in ("recompute", "bwd")], st, fusion))
+    fwd, bwd = _KERNELS[key]
     layer_comm = [op for op in ops if isinstance(op, Comm) and op.axis in ("tp", "ep", "cp", "pp")]
     zero3 = _comm([op for op in ops if op.name.endswith("zero3_all_gather")], st, layout, ("fwd", "bwd"))
     sync_ops = [op for op in ops if isinstance(op, Comm) and op.during == "grad_sync"]
