@@ -54,15 +54,12 @@ from perfmodel.ops.optimizer import RECIPES
 from perfmodel.options import Options
 from perfmodel.table import Table
 
-#: the layout axis of each kind of communication row -> (ranks, stride in Megatron-Core's
-#: rank order tp-cp-ep-dp-pp); used to place a group on nodes
-AXES = ("tp", "cp", "ep", "dp", "edp", "pp")
 RESIDUALS = ("attn.residual", "xattn.residual", "ffn.residual")
-PASSES = ("fwd", "recompute", "bwd")
 
 
 def axis_ranks(layout: Layout, axis: str) -> tuple[int, int]:
-    """(GPUs in one group of ``axis``, stride between them in the global rank order)."""
+    """(GPUs in one group of ``axis``, stride between them in Megatron-Core's rank order
+    tp-cp-ep-dp-pp); ``dp`` is the gradient group ``dp·cp``, ``edp`` the experts' ``dp·cp/ep``."""
     tp, cp, dp, ep = layout.tp, layout.cp, layout.dp, layout.ep
     return {"tp": (tp, 1), "cp": (cp, tp), "ep": (ep, tp), "dp": (dp * cp, tp), "edp": (dp * cp // ep, tp * ep),
             "pp": (2, tp * cp * dp)}[axis]

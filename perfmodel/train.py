@@ -12,9 +12,9 @@ micro-batches flow through the pipeline (Narayanan et al. 2021, §2.2):
 ``(p − 1)/(v·m)`` of the ideal time. Named overlap options (defaults: what Megatron-LM
 runs with its usual flags):
 
-- ``overlap_grad_reduce`` (``--overlap-grad-reduce``, on): the data-parallel gradient
+- ``Overlap.grad_reduce`` (``--overlap-grad-reduce``, on): the data-parallel gradient
   reduction hides under the last micro-batch's backward; only what is longer is exposed.
-- ``overlap_param_gather`` (``--overlap-param-gather``, on): ZeRO-1/2 parameter
+- ``Overlap.param_gather`` (``--overlap-param-gather``, on): ZeRO-1/2 parameter
   all-gathers hide under the next iteration's first forward, and ZeRO-3's per-layer
   gathers under the compute of each micro-batch (FSDP prefetch).
 
