@@ -241,9 +241,10 @@ def run(row: dict, tokens: int, gpus: int) -> dict:
 
 
 def default_gpus_per_node(acc, gpus: int) -> int:
-    """GPUs behind one scale-up domain (8 on HGX, 72 on NVL72), or all of them if fewer."""
+    """GPUs behind one scale-up domain (8 on HGX, 72 on NVL72), or all of them if fewer;
+    the largest divisor of ``gpus`` that fits the domain (256 GPUs on NVL72: 64 per rack)."""
     domain = acc.fabric.domain_gpus if getattr(acc, "fabric", None) is not None else 8
-    return gpus if gpus <= domain else domain
+    return max(d for d in range(1, min(gpus, domain) + 1) if gpus % d == 0)
 
 
 def make_layout(arch, acc, *, gpus: int, tp: int = 1, pp: int = 1, dp: int | None = None, ep: int = 1, cp: int = 1,
