@@ -190,6 +190,27 @@ def gpu_option(required: bool):
     return decorate
 
 
+def parallel_options(fn):
+    """--tp --pp --dp --ep --cp --gpus: the parallel layout (all 1: one GPU)."""
+    for name, what in (("gpus", "total GPUs (default: tp*pp*cp*dp; checked against it)"),
+                       ("cp", "context-parallel size"), ("ep", "expert-parallel size (divides dp*cp)"),
+                       ("dp", "data-parallel replicas (inference: the batch is split over them)"),
+                       ("pp", "pipeline stages"), ("tp", "tensor-parallel size")):
+        fn = click.option(f"--{name}", type=click.IntRange(1), default=None if name == "gpus" else 1,
+                          show_default=name != "gpus", help=what)(fn)
+    return fn
+
+
+def layout_from(kw: dict):
+    """Pop the parallel options; a Layout, or None for one GPU."""
+    from perfmodel.layout import Layout
+
+    sizes = {k: kw.pop(k) for k in ("tp", "pp", "dp", "ep", "cp", "gpus")}
+    if all(sizes[k] == 1 for k in ("tp", "pp", "dp", "ep", "cp")) and sizes["gpus"] in (None, 1):
+        return None
+    return Layout(**sizes)
+
+
 def scenario(arch, phase, *, batch=1, seq=None, context=None, source_len=None, gpu=None, compute_efficiency=None, bandwidth_efficiency=None, weight_dtype="bf16", act_dtype="bf16", kv_dtype="bf16", **options):
     """The library Scenario for these command-line choices."""
     from perfmodel.options import Options
@@ -389,12 +410,20 @@ def memory(arch, phase, batch, context, seq, **kw):
 @dtype_options
 @impl_options
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw the roofline chart (PNG/SVG/PDF by extension)")
+@parallel_options
 @output_options
 def roofline(arch, phase, by, plot, **kw):
-    """Per-operator time = max(FLOPs/peak, bytes/bandwidth), and what bounds it."""
+    """Per-operator time = max(FLOPs/peak, bytes/bandwidth), and what bounds it.
+    With a layout: one GPU of each pipeline stage, communication rows timed by the
+    collective model."""
     from perfmodel.api import roofline_report as run
 
+    layout = layout_from(kw)
     sc = scenario(arch, phase, **kw)
+    if layout is not None:
+        from perfmodel.parallel import roofline_report
+
+        return roofline_report(sc, layout, by=by)
     frame = with_fits(run(sc, by=by), sc)
     if by != "total":
         viewed(frame, "operator", "group", "layers", "time_s", "bound", "share_of_time", "flops", "bytes", "arithmetic_intensity", "expected_time_s")
@@ -638,6 +667,7 @@ def fusion_options(fn):
 @click.option("--weight-group-size", type=click.IntRange(1), help="int4/int8 weights: weights per fp16 scale (GPTQ/AWQ g128 = 128); default none")
 @click.option("--embed-dtype", type=click.Choice(DTYPES), help="embedding table and LM head dtype (default: the weight dtype, or 16-bit under weight-only int4/int8/fp8 weights)")
 @fusion_options
+@parallel_options
 @click.option("--by", type=click.Choice(["total", "step"]), default="total", show_default=True, help="step: one row per decode step")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw each step's latency over the output (PNG/SVG/PDF)")
 @output_options(flag="--output-file")
@@ -657,6 +687,11 @@ def request(arch, gpu, batch, prompt, output_tokens, by, plot, cuda_graphs, merg
                   bandwidth_efficiency=bandwidth_efficiency, **{k: kw.pop(k) for k in ("weight_dtype", "act_dtype", "kv_dtype")})
     sc = sc.but(weight_group_size=kw.pop("weight_group_size"), embed_dtype=kw.pop("embed_dtype"))
     fusion = Fusion(merge_projections=merge_projections, fold_elementwise=fold_elementwise, cuda_graphs=cuda_graphs)
+    layout = layout_from(kw)
+    if layout is not None:  # per-GPU columns; --by step and --plot are one-GPU views
+        from perfmodel.parallel import report as parallel_report
+
+        return parallel_report(sc, layout, prompt, output_tokens, fusion)
     frame = report(sc, prompt, output_tokens, fusion, by=by)
     # the names every time-reporting command uses (issue 11) beside request's memory_bytes
     frame["memory_needed_bytes"] = frame["memory_bytes"]
@@ -846,6 +881,79 @@ def recompute(arch, gpu, batch, prompt, output_tokens, cuda_graphs, merge_projec
              f"{sc.accelerator.memory_bytes / 2**30:.1f} GiB (times are what they would take if they did)")
     return frame
 
+@cli.command()
+@model_option
+@gpu_option(required=True)
+@click.option("--gpus", type=click.IntRange(1), required=True, help="total GPUs (= tp*pp*cp*dp)")
+@click.option("--tp", type=click.IntRange(1), default=1, show_default=True, help="tensor-parallel size")
+@click.option("--pp", type=click.IntRange(1), default=1, show_default=True, help="pipeline stages")
+@click.option("--dp", type=click.IntRange(1), help="data-parallel replicas (default: gpus / (tp*pp*cp))")
+@click.option("--ep", type=click.IntRange(1), default=1, show_default=True, help="expert-parallel size (divides dp*cp)")
+@click.option("--cp", type=click.IntRange(1), default=1, show_default=True, help="context-parallel size")
+@click.option("--zero", type=click.IntRange(0, 3), default=1, show_default=True, help="ZeRO stage: 1 shards optimizer states (Megatron's distributed optimizer), 2 + gradients, 3 + weights (FSDP)")
+@click.option("--sequence-parallel/--no-sequence-parallel", default=None, help="Megatron sequence parallelism (default: on when tp > 1)")
+@click.option("--global-batch", type=Count(), default=512, show_default=True, help="sequences per iteration")
+@click.option("--micro-batch", type=Count(), default=1, show_default=True, help="sequences per micro-batch")
+@click.option("--seq", type=Count(), default=4096, show_default=True, help=f"tokens per sequence ({SIZE_HELP})")
+@click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="selective", show_default=True, help="activation recomputation (selective: the attention core, Korthikanti et al. 2022)")
+@click.option("--interleave", type=click.IntRange(1), default=1, show_default=True, help="virtual pipeline stages per GPU (>1: interleaved 1F1B)")
+@click.option("--gpus-per-node", type=click.IntRange(1), help="GPUs per scale-up domain (default: the part's NVLink domain, 8 on HGX, 72 on NVL72)")
+@click.option("--tokens", type=click.FloatRange(min=1), help="train on this many tokens (e.g. 15e12): wall-clock days and GPU-hours")
+@click.option("--optimizer", type=click.Choice(["mixed", "megatron-bf16", "megatron-fp16", "fp32"]), default="megatron-bf16", show_default=True, help="bytes per parameter for gradients and optimizer states")
+@click.option("--overlap-grad-reduce/--no-overlap-grad-reduce", default=True, show_default=True, help="hide the data-parallel gradient reduction under the last micro-batch's backward (Megatron --overlap-grad-reduce)")
+@click.option("--overlap-param-gather/--no-overlap-param-gather", default=True, show_default=True, help="hide ZeRO parameter all-gathers under compute (Megatron --overlap-param-gather, FSDP prefetch)")
+@click.option("--weight-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
+@click.option("--act-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True, help="activations and matmul compute (fp8: FP8 GEMMs)")
+@output_options
+def train(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, tp, pp, dp, ep, cp, zero, sequence_parallel,
+          global_batch, micro_batch, seq, recompute, interleave, gpus_per_node, tokens, optimizer, overlap_grad_reduce,
+          overlap_param_gather, weight_dtype, act_dtype):
+    """One training iteration on a parallel layout (and the whole run with --tokens):
+    step_time_s, tokens_per_s_per_gpu, mfu/hfu (flop_convention says which FLOPs),
+    bubble_fraction, exposed communication, memory_per_gpu_bytes and fits."""
+    from perfmodel.train import Overlap, make_layout, report
+
+    sc = scenario(arch, "train", seq=seq, gpu=gpu, weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=act_dtype,
+                  recompute=recompute, optimizer=optimizer)
+    layout = make_layout(arch, sc.accelerator, gpus=gpus, tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, zero=zero,
+                         sequence_parallel=sequence_parallel, interleave=interleave, micro_batch=micro_batch,
+                         global_batch=global_batch, gpus_per_node=gpus_per_node)
+    return report(sc, layout, tokens=tokens, overlap=Overlap(overlap_grad_reduce, overlap_param_gather))
+
+
+@cli.command()
+@model_option
+@gpu_option(required=True)
+@click.option("--gpus", type=click.IntRange(1), required=True, help="GPUs to spread the model over")
+@click.option("--phase", type=click.Choice(["infer", "train"]), default="infer", show_default=True)
+@click.option("--objective", type=click.Choice(["throughput", "latency"]), default="throughput", show_default=True)
+@click.option("--batch", type=Count(), default=8, show_default=True, help="infer: sequences run together (split over dp)")
+@click.option("--prompt", type=Count(), default=1024, show_default=True, help=f"infer: prompt tokens ({SIZE_HELP})")
+@click.option("--output", "output_tokens", type=Count(), default=256, show_default=True, help="infer: generated tokens")
+@click.option("--global-batch", type=Count(), default=512, show_default=True, help="train: sequences per iteration")
+@click.option("--micro-batch", type=Count(), default=1, show_default=True, help="train: sequences per micro-batch")
+@click.option("--seq", type=Count(), default=4096, show_default=True, help=f"train: tokens per sequence ({SIZE_HELP})")
+@click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="selective", show_default=True)
+@click.option("--gpus-per-node", type=click.IntRange(1), help="GPUs per scale-up domain (default: the part's NVLink domain)")
+@click.option("--weight-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
+@click.option("--act-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
+@click.option("--kv-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
+@output_options(flag="--output-file")
+def plan(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, phase, objective, batch, prompt, output_tokens,
+         global_batch, micro_batch, seq, recompute, gpus_per_node, weight_dtype, act_dtype, kv_dtype):
+    """Rank the layouts (tp x pp x dp, x ep for MoE models) of a model on --gpus GPUs
+    that fit, by throughput or latency; every rejected layout says why (rank empty).
+    The file flag is --output-file here: --output is the number of generated tokens."""
+    from perfmodel.plan import plan as run
+
+    dtypes = dict(weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype)
+    if phase == "train":
+        sc = scenario(arch, "train", seq=seq, gpu=gpu, recompute=recompute, optimizer="megatron-bf16", **dtypes)
+    else:
+        sc = scenario(arch, "decode", batch=batch, gpu=gpu, **dtypes)
+    return run(sc, gpus, objective=objective, prompt=prompt, output=output_tokens, global_batch=global_batch,
+               micro_batch=micro_batch, gpus_per_node=gpus_per_node)
+
 
 @cli.group()
 def validate():
@@ -916,6 +1024,20 @@ def validate_e2e(published, by, in_sample_only, unmapped, kind):
 
     by = by or ("study,metric" if kind == "serving" else "study")
     return report(by, out_of_sample=not in_sample_only, unmapped=unmapped, kind=kind)
+
+
+@validate.command("training")
+@click.option("--published", is_flag=True, required=True, help="score the published training runs (hardware/data/training-measurements.csv)")
+@click.option("--by", default="study", show_default=True, help="row, all, or a summary per comma-separated keys: study, gpu, accelerator, model_size, layout, metric, dtype")
+@output_options
+def validate_training(published, by):
+    """Training iterations against published runs (Megatron-LM, Korthikanti, MegaScale,
+    Megatron-Bridge): error = predicted/measured - 1 on the iteration time (negative is
+    too fast), per source, GPU, model size and layout; no parameter is fitted to these
+    rows, so leave-one-source-out equals in sample. Slow: minutes for every row."""
+    from hardware.training_validation import report
+
+    return report(by)
 
 
 # --- batch: many rows of one table command, in one process -----------------------------

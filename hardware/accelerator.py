@@ -45,6 +45,8 @@ class Accelerator:
     extra: Mapping[str, object] = field(default_factory=dict)
     #: the calibrated cost model's terms (perfmodel.cost.CostParams), with their sources
     cost: object = None
+    #: links and collective parameters (perfmodel.collectives.Fabric), None when unknown
+    fabric: object = None
 
     def __post_init__(self):
         object.__setattr__(self, "peak_flops_per_s", MappingProxyType(dict(self.peak_flops_per_s)))

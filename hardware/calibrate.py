@@ -293,6 +293,7 @@ def e2e_summary() -> dict:
     """Errors of the stored model over every scored end-to-end row (the figures
     ``perfmodel request`` quotes beside its prediction)."""
     frame = e2e.scored(out_of_sample=True)
+    frame = frame[frame["gpus"] == 1]
     out = {"rows": int(len(frame)), "sources": int(frame["source"].nunique())}
     for name, col in (("roofline", "roofline_error"), ("flat", "flat_error"), ("calibrated", "predicted_error"),
                       ("leave_one_source_out", "loso_error")):
@@ -310,7 +311,7 @@ def main() -> None:
     attention_unseen = attention_out_of_sample(data)
     _transfer_defaults(data)
     all_rows = e2e.rows()
-    rows = all_rows[all_rows["scored"]]
+    rows = e2e.single_gpu(all_rows)
     prepared = e2e.prepare(all_rows)
     values, rms = fit_engine(data, rows, prepared)
     src = f"fitted to {len(rows)} single-GPU fixed-batch rows of e2e-measurements.csv ({rows['source'].nunique()} sources)"

@@ -138,6 +138,13 @@ def _norm(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
+def _fabric(acc: Accelerator):
+    """The part's links and collective parameters (None without a links row)."""
+    from hardware.links import fabric_for  # links reads the catalog's keys
+
+    return fabric_for(acc.key)
+
+
 @functools.cache
 def _load() -> tuple[dict[str, Accelerator], dict[str, str]]:
     """(key -> Accelerator, lookup form of every key/alias/name -> key); the only registry."""
@@ -149,7 +156,7 @@ def _load() -> tuple[dict[str, Accelerator], dict[str, str]]:
     index: dict[str, str] = {}
     for name, spec in specs.items():
         acc = _row_to_accelerator(spec, keyrows[name])
-        acc = dataclasses.replace(acc, cost=params_for(acc))
+        acc = dataclasses.replace(acc, cost=params_for(acc), fabric=_fabric(acc))
         if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", acc.key) or acc.key in table:
             raise ValueError(f"catalog data: bad or duplicate key {acc.key!r}")
         table[acc.key] = acc
@@ -432,7 +439,7 @@ def accelerator_from_dict(data: object, origin: str = "accelerator") -> Accelera
                 raise f.fail(name, f"{value} is derived (peak / bandwidth) and disagrees with the peaks; drop it")
     try:
         acc = Accelerator(**values)
-        return dataclasses.replace(acc, cost=with_overrides(params_for(acc), cost, f"{origin}: cost"))
+        return dataclasses.replace(acc, cost=with_overrides(params_for(acc), cost, f"{origin}: cost"), fabric=_fabric(acc))
     except PerfmodelError as exc:
         raise PerfmodelError(f"{origin}: {exc}") from None
 
@@ -467,7 +474,7 @@ def accelerator_to_dict(acc: Accelerator) -> dict[str, object]:
     :func:`accelerator_from_dict` reads back."""
     out: dict[str, object] = {}
     for fld in dataclasses.fields(Accelerator):
-        if fld.name == "cost":  # derived from the key and data/cost-model.json
+        if fld.name in ("cost", "fabric"):  # derived from the key, data/cost-model.json and the collective fit
             continue
         value = getattr(acc, fld.name)
         default = fld.default_factory() if fld.default_factory is not dataclasses.MISSING else fld.default

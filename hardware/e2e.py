@@ -23,7 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from perfmodel.errors import PerfmodelError
+
 FILE = "e2e-measurements.csv"
+TP_FILE = "inference-tp-measurements.csv"
+#: the TP file's model and GPU labels -> the e2e file's (hub repo, published GPU label)
+TP_MODELS = {"LLaMA 70B (Llama-2-70b per methodology text)": "meta-llama/Llama-2-70b-hf",
+             "LLaMA 70B (Llama-2-70b)": "meta-llama/Llama-2-70b-hf", "Falcon 180B": "tiiuae/falcon-180B"}
+TP_GPUS = {"H100 80GB HBM3": "H100 SXM 80GB", "H200 141GB HBM3": "H200 SXM 141GB", "A100-SXM4-80GB": "A100 80GB SXM"}
 CONFIGS = "e2e-configs"
 
 #: published GPU label -> catalog key, or None (not in the catalog: unscored)
@@ -74,13 +81,26 @@ METRICS = {
     "e2e_latency_ms": ("e2e_latency_s", 1e-3),
     "output_tokens_per_s": ("output_tokens_per_s", 1.0),
     "tokens_per_s_per_gpu": ("output_tokens_per_s", 1.0),
+    "output_tokens_per_s_per_gpu": ("output_tokens_per_s", 1.0),
     "total_tokens_per_s": ("total_tokens_per_s", 1.0),
 }
 
 
+def _csv(name: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO((resources.files("hardware") / "data" / name).read_text(encoding="utf-8")))
+
+
 def read() -> pd.DataFrame:
-    text = (resources.files("hardware") / "data" / FILE).read_text(encoding="utf-8")
-    return pd.read_csv(io.StringIO(text))
+    """The e2e rows, then the fixed-batch rows of ``TP_FILE`` in the same columns (its
+    perf-overview rows are serving runs: see ``data/inference-tp-measurements.md``)."""
+    tp = _csv(TP_FILE)
+    tp = tp[pd.to_numeric(tp["batch"], errors="coerce").notna()].copy()
+    tp["hf_config_hint"] = tp["model"].map(TP_MODELS)
+    tp["gpu"] = tp["gpu"].map(lambda g: TP_GPUS.get(g, g))
+    tp["batch"] = tp["batch"].astype(float)
+    tp["notes"] = "tier=B; " + tp["notes"].astype(str)
+    tp = tp.drop(columns=[c for c in ("ep", "attn_dp") if c in tp])
+    return pd.concat([_csv(FILE), tp], ignore_index=True)
 
 
 def _weights(label) -> tuple[dict | None, str]:
@@ -144,7 +164,10 @@ def _arch(repo: str):
     path = files.get(repo) or files.get(SAME_SHAPE.get(repo, ("",))[0])
     if path is None:
         return None
-    return from_config(read_config_file(path), name=repo, source=str(path.name))
+    try:
+        return from_config(read_config_file(path), name=repo, source=str(path.name))
+    except PerfmodelError:  # a config whose family perfmodel does not read (InternLM)
+        return None
 
 
 def rows(kind: str = "fixed") -> pd.DataFrame:
@@ -172,8 +195,10 @@ def rows(kind: str = "fixed") -> pd.DataFrame:
             reason = "serving: a scheduler chose the batch (scored by --kind serving)"
         elif kind == "serving" and rec["tier"] != "C":
             reason = "fixed batch (scored by --kind fixed)"
-        elif int(r["n_gpus"]) != 1:
-            reason = f"{int(r['n_gpus'])} GPUs: needs the parallel layout (issue 12)"
+        elif kind == "serving" and int(r["n_gpus"]) != 1:
+            reason = f"{int(r['n_gpus'])} GPUs: the serving model runs one GPU so far"
+        elif int(r["n_gpus"]) != _count(r["tp"]) * _count(r["pp"]):
+            reason = f"n_gpus={int(r['n_gpus'])} is not tp*pp = {_count(r['tp'])}*{_count(r['pp'])}"
         elif kind == "serving" and (pd.isna(r["input_len"]) or pd.isna(r["output_len"])):
             reason = "prompt or output length not stated: a serving workload needs both"
         elif accelerator is None:
@@ -185,7 +210,7 @@ def rows(kind: str = "fixed") -> pd.DataFrame:
         elif r["metric"] not in METRICS:
             reason = f"metric {r['metric']} is not predicted"
         elif _arch(repo) is None:
-            reason = f"no shipped config for {repo or r['model']}"
+            reason = f"no shipped config perfmodel reads for {repo or r['model']}"
         if not reason:
             rec.update(weights)
             kv = r["kv_dtype"] if isinstance(r["kv_dtype"], str) else weights["act_dtype"]
@@ -204,10 +229,17 @@ def rows(kind: str = "fixed") -> pd.DataFrame:
             limit = arch.max_position_embeddings
             if limit is not None and rec["input_len"] + rec["output_len"] > limit:
                 reason = f"input + output = {int(rec['input_len'] + rec['output_len'])} exceeds the model's {limit} positions"
+        rec["tp"], rec["pp"], rec["gpus"] = _count(r["tp"]), _count(r["pp"]), int(r["n_gpus"])
+        rec["layout"] = "1 GPU" if rec["gpus"] == 1 else f"tp={rec['tp']}" + (f" pp={rec['pp']}" if rec["pp"] > 1 else "")
         rec["reason"] = reason
         rec["scored"] = not reason
         out.append(rec)
     return pd.DataFrame(out)
+
+
+def _count(cell) -> int:
+    """A tp/pp cell: blank means 1."""
+    return 1 if pd.isna(cell) else int(cell)
 
 
 def label(source: str) -> str:
@@ -241,7 +273,8 @@ def predicted_value(r, result: dict, prefix: str = "") -> float:
     e2e = result[f"{prefix}e2e_latency_s"]
     metric = METRICS[r["metric"]][0]
     if metric == "output_tokens_per_s":
-        return b * m / e2e
+        per_gpu = r["metric"] in ("tokens_per_s_per_gpu", "output_tokens_per_s_per_gpu")
+        return b * m / e2e / (int(r["gpus"]) if per_gpu else 1)
     if metric == "total_tokens_per_s":
         return b * (n + m) / e2e
     if metric == "tpot_s" and m == 1:
@@ -262,7 +295,11 @@ def predict(frame: pd.DataFrame, params_for=None) -> pd.DataFrame:
     for _, r in out.iterrows():
         sc = _scenario(r)
         params = params_for(r["accelerator"]) if params_for else None
-        result = request(sc, int(r["input_len"]), int(r["output_len"]), Fusion(cuda_graphs=bool(r["cuda_graphs"])), params)
+        fusion = Fusion(cuda_graphs=bool(r["cuda_graphs"]))
+        if r["gpus"] > 1:
+            result = _parallel(sc, r, fusion, params)
+        else:
+            result = request(sc, int(r["input_len"]), int(r["output_len"]), fusion, params)
         cols["measured"].append(measured_value(r))
         cols["predicted"].append(predicted_value(r, result))
         cols["roofline"].append(predicted_value(r, result, "roofline_"))
@@ -277,6 +314,23 @@ def predict(frame: pd.DataFrame, params_for=None) -> pd.DataFrame:
     return out
 
 
+def _parallel(sc, r, fusion, params) -> dict:
+    """A multi-GPU row: :func:`perfmodel.parallel.request` on its tp x pp layout; the
+    roofline and flat predictors are single-GPU only (NaN here)."""
+    from perfmodel.layout import Layout
+    from perfmodel.parallel import request
+
+    result = request(sc, Layout(tp=int(r["tp"]), pp=int(r["pp"])), int(r["input_len"]), int(r["output_len"]), fusion,
+                     params=params)
+    nan = float("nan")
+    return {**result, **{f"{p}{k}": nan for p in ("roofline_", "flat_") for k in ("ttft_s", "tpot_s", "e2e_latency_s")}}
+
+
+def single_gpu(frame: pd.DataFrame) -> pd.DataFrame:
+    """The scored one-GPU rows: the only ones the cost model's engine terms are fitted to."""
+    return frame[frame["scored"] & (frame["gpus"] == 1)]
+
+
 def prepare(frame: pd.DataFrame) -> list:
     """For fitting: per scored row, a function of CostParams giving the calibrated
     prediction of its metric (the compiled step functions built once)."""
@@ -284,7 +338,7 @@ def prepare(frame: pd.DataFrame) -> list:
     from perfmodel.request import latency, seconds_of, timers
 
     out = []
-    for _, r in frame[frame["scored"]].iterrows():
+    for _, r in single_gpu(frame).iterrows():
         sc = _scenario(r)
         fusion = Fusion(cuda_graphs=bool(r["cuda_graphs"]))
         n, m = int(r["input_len"]), int(r["output_len"])
@@ -334,13 +388,17 @@ def scored(out_of_sample: bool = True) -> pd.DataFrame:
                 continue
             held = frame["source"] == source
             frame.loc[held, "loso"] = predict(frame[held], params)["predicted"].to_numpy()
+        # multi-GPU rows are in no fit: a source with no one-GPU rows has no held-out fit,
+        # and its in-sample prediction is already out of sample
+        never_fitted = frame["loso"].isna() & (frame["gpus"] > 1)
+        frame.loc[never_fitted, "loso"] = frame.loc[never_fitted, "predicted"]
         ratio = frame["loso"] / frame["measured"]
         frame["loso_error"] = np.where(frame["metric"].str.contains("tokens_per_s"), 1 / ratio, ratio) - 1
     frame["error"] = frame["predicted_error"]
     return frame
 
 
-SUMMARY_KEYS = ("study", "engine", "gpu", "accelerator", "weight_dtype", "metric", "tier", "model", "batch")
+SUMMARY_KEYS = ("layout", "study", "engine", "gpu", "accelerator", "weight_dtype", "metric", "tier", "model", "batch")
 
 
 def summarize(frame: pd.DataFrame, by=()) -> pd.DataFrame:
@@ -364,7 +422,7 @@ def summarize(frame: pd.DataFrame, by=()) -> pd.DataFrame:
     return out.reset_index()
 
 
-ROW_COLUMNS = ("study", "engine", "model", "gpu", "accelerator", "weight_dtype", "kv_dtype", "batch", "input_len",
+ROW_COLUMNS = ("study", "engine", "model", "gpu", "accelerator", "layout", "weight_dtype", "kv_dtype", "batch", "input_len",
                "output_len", "metric", "value", "measured", "predicted", "error", "roofline", "roofline_error", "flat",
                "flat_error", "loso", "loso_error", "fits", "cuda_graphs", "assumed", "tier", "row", "confidence")
 
@@ -390,7 +448,9 @@ def report(by: str = "study", *, out_of_sample: bool = True, unmapped: bool = Fa
     if by == "row":
         return frame[[c for c in ROW_COLUMNS if c in frame]].reset_index(drop=True)
     keys = [k.strip() for k in by.split(",") if k.strip() and k.strip() != "all"]
-    return summarize(frame, keys)
+    # multi-GPU rows are always reported apart from the one-GPU rows
+    return summarize(frame.assign(gpus_kind=np.where(frame["gpus"] > 1, "multi-GPU (tp/pp)", "1 GPU")),
+                     ["gpus_kind", *keys])
 
 
 # ----------------------------------------------------------------- serving rows (tier C)

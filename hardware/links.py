@@ -108,3 +108,61 @@ def interconnect(name: str) -> Interconnect:
         return interconnects()[key]
     except KeyError:
         raise PerfmodelError(f"accelerator {key!r} has no row in hardware/data/{LINKS_FILE}") from None
+
+
+FIT_FILE = "collectives-fit.json"
+#: a part without its own nccl-tests rows borrows a fitted part's parameters of the same link
+#: generation (7-9% median from a same-generation donor in collectives-fit.json), else these
+#: (12-36% median), always with its own link bandwidth
+DONORS = {"nvlink": "h100-sxm", "pcie": "l40s"}
+#: the scale-out plateau: nccl-tests #119, 24 A100s over 4 HDR NICs per 8 GPUs reach 84.8
+#: GB/s bus bandwidth of the 100 GB/s per node (no multi-node sweep to fit)
+SCALE_OUT_EFFICIENCY = 0.85
+
+
+@functools.cache
+def _fit_groups() -> dict:
+    import json
+
+    return json.loads((resources.files("hardware") / "data" / FIT_FILE).read_text(encoding="utf-8"))["groups"]
+
+
+def _fitted(system: str) -> dict:
+    """{(collective, algorithm): {gpus (0: all counts): parameters}} stored for ``system``."""
+    out: dict = {}
+    for name, group in _fit_groups().items():
+        parts = name.split("/")
+        if parts[0] != system:
+            continue
+        gpus = int(parts[3][2:]) if len(parts) > 3 else 0
+        for alg, theta in group["parameters"].items():
+            out.setdefault((parts[1], alg), {})[gpus] = dict(theta)
+    if ("all_gather", "ring") in out:  # one hop each way: a 2-GPU all-gather's parameters
+        out[("send_recv", "direct")] = {0: out[("all_gather", "ring")].get(2, out[("all_gather", "ring")].get(0))}
+    return out
+
+
+@functools.cache
+def fabric_for(key: str):
+    """The :class:`perfmodel.collectives.Fabric` of a catalog key (None without a links row)."""
+    from perfmodel.collectives import Fabric
+
+    ic = interconnects().get(key)
+    if ic is None or ic.scale_up.bandwidth_bytes_per_s is None:
+        return None
+    params, source = _fitted(key), f"{FIT_FILE}: fitted to this part's nccl-tests rows"
+    if not params:
+        same = [k for k, other in interconnects().items()
+                if other.scale_up.generation == ic.scale_up.generation and _fitted(k)]
+        donor = same[0] if same else DONORS.get(ic.scale_up.kind, "h100-sxm")
+        params = {k: v for k, v in _fitted(donor).items() if ic.nvls or k[1] != "nvls"}
+        source = f"{FIT_FILE}: borrowed from {donor} (no rows for this part) with its own link bandwidth"
+    ring = params[("all_reduce", "ring")]
+    ring = ring.get(0) or ring[max(ring)]
+    fitted_counts = max(g for by in params.values() for g in by)
+    domain = max(ic.scale_up.domain_gpus or 1, fitted_counts)
+    out = ic.scale_out
+    inter = (ring["t_c"], ring["alpha_c"], SCALE_OUT_EFFICIENCY, ring["X_ch"], ring["p_c"]) if out else None
+    return Fabric(ic.scale_up.bandwidth_bytes_per_s, domain, out.bandwidth_bytes_per_s if out else None, params, inter,
+                  {"intra_node": source, "inter_node": "latency and ramp of the intra-node ring all-reduce; plateau "
+                   f"{SCALE_OUT_EFFICIENCY} of the NIC (nccl-tests #119, 24 A100s); no multi-node sweep was fitted"})

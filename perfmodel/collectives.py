@@ -117,3 +117,92 @@ def hierarchical_time(collective: str, intra: str = "ring", inter: str = "ring")
     if collective == "send_recv":
         return _level(time(collective, "direct"), 2, X, True)
     raise PerfmodelError(f"collective: unknown collective {collective!r} (known: {', '.join(COLLECTIVES)})")
+
+
+FIT_PARAMETERS = ("t_c", "alpha_c", "e_c", "X_ch", "p_c")
+
+
+@dataclass(frozen=True)
+class Fabric:
+    """One accelerator's links and collective parameters, carried by its ``Accelerator``
+    (``hardware.collective_fit.fabric_for`` builds it from the stored fit).
+
+    ``parameters[(collective, algorithm)][gpus]``: ``{t_c, alpha_c, e_c, X_ch, p_c}``, with
+    ``gpus = 0`` for a fit over all GPU counts; ``inter_node``: the same five for the
+    scale-out level (``t_o, alpha_o, e_o, X_oh, p_o`` in that order); ``sources`` says
+    where each came from."""
+
+    scale_up_bytes_per_s: float
+    domain_gpus: int
+    scale_out_bytes_per_s: float | None
+    parameters: dict
+    inter_node: tuple[float, float, float, float, float] | None
+    sources: dict
+
+    def algorithms(self, collective: str, gpus: int, custom: bool = False) -> dict:
+        """{algorithm: parameter dict} fitted for ``collective`` on ``gpus`` GPUs; the
+        all-reduce is NCCL's choice (ring or NVLink SHARP), or also the engines' custom
+        one-/two-shot kernel when ``custom``."""
+        out = {}
+        for (coll, alg), by_gpus in self.parameters.items():
+            if coll != collective or (alg == "custom" and not custom):
+                continue
+            theta = by_gpus.get(gpus, by_gpus.get(0))
+            if theta is not None:
+                out[alg] = theta
+        if not out:
+            raise PerfmodelError(f"collective: no fitted {collective} on {gpus} GPUs of this part")
+        return out
+
+    def seconds(self, collective: str, n_g: int, n_n: int, message_bytes: float, *, custom: bool = False) -> float:
+        """One collective over ``n_n`` nodes of ``n_g`` GPUs (one level when either is 1)."""
+        if n_g * n_n == 1 or message_bytes <= 0:
+            return 0.0
+        if n_n == 1:
+            if n_g > self.domain_gpus:
+                raise PerfmodelError(f"collective: {n_g} GPUs exceed the {self.domain_gpus}-GPU scale-up domain")
+            return min(_single(collective, alg)(*(theta[p] for p in FIT_PARAMETERS), n_g, message_bytes,
+                                                self.scale_up_bytes_per_s)
+                       for alg, theta in self.algorithms(collective, n_g, custom).items())
+        if self.scale_out_bytes_per_s is None or self.inter_node is None:
+            raise PerfmodelError("collective: this part has no scale-out NIC in hardware/data/links.csv")
+        intra = self.algorithms("all_gather" if collective == "send_recv" else collective, max(n_g, 2))
+        theta = next(iter(intra.values())) if collective != "all_reduce" else self.algorithms("reduce_scatter", max(n_g, 2))["ring"]
+        args = [*(theta[p] for p in FIT_PARAMETERS), *self.inter_node, n_g, n_n, message_bytes,
+                self.scale_up_bytes_per_s, self.scale_out_bytes_per_s]
+        return float(_hierarchical(collective, n_g == 1)(*args))
+
+
+_ARGS = (S.t_c, S.alpha_c, S.e_c, S.X_ch, S.p_c)
+_INTER_ARGS = (S.t_o, S.alpha_o, S.e_o, S.X_oh, S.p_o)
+
+
+def _lambdify(expr, args):
+    from sympy import lambdify
+
+    return lambdify(args, expr, modules="math")
+
+
+_CACHE: dict = {}
+
+
+def _single(collective: str, alg: str):
+    key = ("single", collective, alg)
+    if key not in _CACHE:
+        _CACHE[key] = _lambdify(time(collective, alg), (*_ARGS, n, X, S.BW_u))
+    return _CACHE[key]
+
+
+def _hierarchical(collective: str, one_per_node: bool):
+    """Two levels (:func:`hierarchical_time`); with one GPU of the group per node, the
+    inter-node level alone (each GPU's own NIC)."""
+    key = ("hier", collective, one_per_node)
+    if key not in _CACHE:
+        if one_per_node:
+            alg = "direct" if collective == "send_recv" else "pairwise" if collective == "all_to_all" else "ring"
+            expr = _level(time(collective, alg), S.n_n, X, True)
+        else:
+            alg = "pairwise" if collective == "all_to_all" else "ring"
+            expr = hierarchical_time(collective, alg, alg)
+        _CACHE[key] = _lambdify(expr, (*_ARGS, *_INTER_ARGS, S.n_g, S.n_n, X, S.BW_u, S.BW_o))
+    return _CACHE[key]

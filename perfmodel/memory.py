@@ -63,7 +63,7 @@ def memory(table: Table) -> dict[str, Expr]:
     else:
         parts = {
             "weights_bytes": weights,
-            "kv_cache_bytes": kv_cache_bytes(table.arch, table.options, S.t + S.s),
+            "kv_cache_bytes": kv_cache_bytes(table.arch, table.options, S.t + S.s).xreplace(dict(table.per_gpu)),
             "activation_bytes": inference_activation_bytes(table),
             "gradient_bytes": ZERO,
             "optimizer_bytes": ZERO,

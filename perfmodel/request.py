@@ -66,7 +66,7 @@ def timer(sc: Scenario, fusion: Fusion, params) -> Timer:
     terms = accelerator_terms(acc, params, gemm_dtype(sc), sc.weight_dtype)
     key = (sc.arch, sc.options, sc.weight_dtype, sc.act_dtype, sc.kv_dtype, sc.embed_dtype, sc.weight_group_size,
            acc.name, tuple(sorted((str(k), float(v)) for k, v in terms.items())), acc.matmul_efficiency,
-           acc.bandwidth_efficiency, fusion)
+           acc.bandwidth_efficiency, fusion, sc.layout, sc.stage)
     if key not in _TIMERS:
         ops = [op for op in sc.table.ops if op.pass_ == "fwd"]
         fixed = _fixed(sc)

@@ -53,6 +53,10 @@ class Scenario:
     efficiency: Efficiency | None = None
     #: source tokens the encoder of an encoder-decoder reads (default ``DEFAULT_SOURCE``)
     source: int | None = None
+    #: a parallel layout (``perfmodel.layout.Layout``): the table is then one GPU's, of
+    #: pipeline stage ``stage`` (``perfmodel.sharding``), with communication rows
+    layout: object = None
+    stage: int = 0
 
     def __post_init__(self):
         check_phase(self.arch, self.options)  # an encoder-only model has no decode phase
@@ -144,7 +148,11 @@ class Scenario:
 
     @cached_property
     def table(self) -> Table:
-        return build(self.arch, self.options)
+        if self.layout is None:
+            return build(self.arch, self.options)
+        from perfmodel.sharding import shard_cached
+
+        return shard_cached(self.arch, self.options, self.layout, self.stage)
 
     @cached_property
     def values(self) -> dict[Symbol, Expr]:

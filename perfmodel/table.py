@@ -71,6 +71,9 @@ class Table:
     options: Options
     tensors: tuple[Tensor, ...]
     ops: tuple[Op, ...]
+    #: symbol substitutions that made this one GPU's table (``perfmodel.sharding``): the
+    #: per-GPU KV cache is the model's with them applied; empty for a whole model
+    per_gpu: tuple = ()
 
     @cached_property
     def params(self) -> Expr:

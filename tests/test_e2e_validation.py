@@ -10,8 +10,34 @@ from hardware import e2e
 
 
 @pytest.fixture(scope="module")
-def frame():
+def scored_all():
     return e2e.scored(out_of_sample=True)
+
+
+@pytest.fixture(scope="module")
+def frame(scored_all):
+    """The one-GPU rows (the cost model's engine terms are fitted to these)."""
+    return scored_all[scored_all["gpus"] == 1]
+
+
+@pytest.fixture(scope="module")
+def parallel(scored_all):
+    """The multi-GPU fixed-batch rows, on their tp x pp layouts: in no fit."""
+    return scored_all[scored_all["gpus"] > 1]
+
+
+def test_tensor_parallel_rows(parallel):
+    # 157 rows: TensorRT-LLM 0.5/0.6.1/0.9 static tables, LMDeploy TP, gpt-fast TP.
+    # Stored run: median |error| 20.7% (A100 11%; H100/H200 FP8 27-31% too fast, the
+    # FP8 bias of the one-GPU rows and TensorRT-LLM 0.9's slow MoE GEMMs; L40S 47% too
+    # slow: its all-reduce is fitted to a PCIe server with 1.2 GB/s bus bandwidth at 8
+    # GPUs). The issue's 15% target is not met; this guards the stored figure with a
+    # fifth of headroom, and the A100 rows (no FP8, NVLink fit) at 15%.
+    assert len(parallel) >= 150 and set(parallel["layout"]) >= {"tp=2", "tp=4", "tp=8"}
+    err = parallel["loso_error"].abs()
+    assert err.median() <= 0.25
+    assert parallel.loc[parallel["accelerator"] == "a100-80gb-sxm", "loso_error"].abs().median() <= 0.15
+    assert parallel["roofline"].isna().all()  # the roofline and flat predictors are one-GPU only
 
 
 def test_every_unscored_row_says_why():

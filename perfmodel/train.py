@@ -1,0 +1,284 @@
+"""A training iteration on a parallel layout, and the whole run.
+
+Per pipeline stage, one micro-batch costs the cost model's kernels of the per-GPU table
+(forward; backward and any recomputation) plus its exposed communication: the
+tensor-parallel, expert all-to-all and context-parallel collectives sit between dependent
+kernels (Megatron-LM without ``--tp-comm-overlap``), the stage-boundary sends too. The
+micro-batches flow through the pipeline (Narayanan et al. 2021, §2.2):
+
+    iteration = (m + (p − 1)/v) · T_stage + exposed data-parallel sync + optimizer step,
+
+``T_stage`` the slowest stage's micro-batch time; the bubble fraction is
+``(p − 1)/(v·m)`` of the ideal time. Named overlap options (defaults: what Megatron-LM
+runs with its usual flags):
+
+- ``Overlap.grad_reduce`` (``--overlap-grad-reduce``, on): the data-parallel gradient
+  reduction hides under the last micro-batch's backward; only what is longer is exposed.
+- ``Overlap.param_gather`` (``--overlap-param-gather``, on): ZeRO-1/2 parameter
+  all-gathers hide under the next iteration's first forward, and ZeRO-3's per-layer
+  gathers under the compute of each micro-batch (FSDP prefetch).
+
+Memory per GPU: weights, gradients and optimizer states of the GPU's shard, divided over
+the data-parallel ranks by the ZeRO stage (Rajbhandari et al. 2019, §5), and the
+activations of the micro-batches in flight (1F1B: ``p − stage`` on a stage, at most
+``m``; interleaved: stage 0 holds ``p·(1 + (p−1)/(p·v))``, Korthikanti et al. 2022 §4.2.3).
+
+MFU counts the model's forward and backward matrix FLOPs from the single-GPU table
+(attention included, causal pairs exact, recomputation excluded); HFU adds the
+recomputed forward; ``mfu_6n`` is the ``6·N_active`` per token convention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from sympy import Integer, sympify
+
+from perfmodel import symbols as S
+from perfmodel.cost import PARAMETERS, Fusion, accelerator_terms, kernel_time, kernels
+from perfmodel.errors import PerfmodelError
+from perfmodel.evaluate import value
+from perfmodel.layout import Layout
+from perfmodel.memory import training_activation_bytes
+from perfmodel.metrics import params as param_counts
+from perfmodel.ops.comm import Comm
+from perfmodel.ops.optimizer import RECIPES
+from perfmodel.parallel import comm_seconds
+from perfmodel.request import cost_params, gemm_dtype
+from perfmodel.scenario import Scenario
+from perfmodel.sharding import axis_ranks
+from perfmodel.table import build
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Which communication hides under compute (see the module docstring)."""
+
+    grad_reduce: bool = True
+    param_gather: bool = True
+
+
+def micro_batches(global_batch: int, dp: int, micro_batch: int) -> int:
+    """Micro-batches per iteration on each data-parallel rank."""
+    per_rank = dp * micro_batch
+    if global_batch % per_rank:
+        raise PerfmodelError(f"global-batch: {global_batch} is not a multiple of dp*micro_batch = "
+                             f"{dp}*{micro_batch} = {per_rank}")
+    return global_batch // per_rank
+
+
+def model_state_bytes(dense_params, routed_params, recipe: str, weight_bytes, layout: Layout) -> dict:
+    """Weights, gradients and optimizer states of one GPU's parameters, ZeRO-sharded over
+    the ``dp·cp`` ranks (the experts' over ``dp·cp/ep``): stage 1 shards the optimizer
+    states, 2 also the gradients, 3 also the weights."""
+    r = RECIPES[recipe]
+    dense_ranks, routed_ranks = axis_ranks(layout, "dp")[0], axis_ranks(layout, "edp")[0]
+
+    def part(bytes_per_param, stage):
+        return sum(p * bytes_per_param / (ranks if layout.zero >= stage else 1)
+                   for p, ranks in ((dense_params, dense_ranks), (routed_params, routed_ranks)))
+
+    return {"weights_bytes": part(weight_bytes, 3), "gradient_bytes": part(r.gradient_bytes, 2),
+            "optimizer_bytes": part(r.optimizer_bytes, 1)}
+
+
+def in_flight(layout: Layout, m: int, stage: int):
+    """Micro-batches whose activations a stage holds at the peak of the schedule."""
+    p, v = layout.pp, layout.v
+    if layout.schedule == "interleaved":
+        return Integer(p) * (1 + Integer(p - 1) / (p * v)) if stage == 0 else Integer(min(m, p - stage))
+    return Integer(min(m, p - stage))
+
+
+def _seconds(ops, sc: Scenario, fusion: Fusion) -> float:
+    """The cost model's kernel seconds of ``ops`` at the scenario's values."""
+    if not ops:
+        return 0.0
+    acc = sc.require_accelerator()
+    params = cost_params(acc)
+    dtype = gemm_dtype(sc)
+    numbers = {**accelerator_terms(acc, params, dtype), **dict(zip(PARAMETERS, params.vector(dtype))), **sc.values}
+    # each kernel's inputs as numbers first: the formulas' Max/Piecewise then evaluate at once
+    total = 0.0
+    for kernel in kernels(ops, fusion):
+        inputs = {k: v if k == "group" else sympify(v).xreplace(numbers) for k, v in kernel.inputs.items()}
+        seconds = kernel_time(replace(kernel, inputs=inputs), fusion).xreplace(numbers)
+        total += float(seconds) * float(sympify(kernel.repeat).xreplace(numbers))
+    return total
+
+
+def _comm(ops, sc: Scenario, layout: Layout, during) -> float:
+    return sum(comm_seconds(op, sc.values, sc.accelerator, layout) * value(op.repeat, sc.values)
+               for op in ops if isinstance(op, Comm) and op.during in during)
+
+
+_STAGES: dict = {}
+
+
+def stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion) -> dict:
+    """One micro-batch on one stage: forward, backward (with recomputation) and
+    communication seconds; and the once-per-iteration data-parallel sync and optimizer
+    (kept per model, step, accelerator and layout: ``plan`` and validation repeat them)."""
+    key = (sc.arch, sc.options, sc.batch, sc.seq_tokens, sc.weight_dtype, sc.act_dtype, sc.accelerator.name,
+           replace(layout, micro_batches=1 if layout.schedule == "1f1b" else layout.pp), stage, fusion)
+    if key not in _STAGES:
+        _STAGES[key] = _stage_costs(sc, layout, stage, fusion)
+    return _STAGES[key]
+
+
+_KERNELS: dict = {}
+
+
+def _stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion) -> dict:
+    st = sc.but(layout=layout, stage=stage)
+    ops = st.table.ops
+    # the kernels do not depend on the data-parallel size: shared by layouts that differ in dp
+    from perfmodel.parallel import stage_signature
+
+    key = (sc.arch, sc.options, sc.batch, sc.seq_tokens, sc.weight_dtype, sc.act_dtype, sc.accelerator.name, layout.tp,
+           layout.ep, layout.cp, layout.sequence_parallel, stage_signature(sc.arch, layout, stage), fusion)
+    if key not in _KERNELS:
+        _KERNELS[key] = (_seconds([op for op in ops if op.pass_ == "fwd"], st, fusion),
+                         _seconds([op for op in ops if op.pass_ in ("recompute", "bwd")], st, fusion))
+    fwd, bwd = _KERNELS[key]
+    layer_comm = [op for op in ops if isinstance(op, Comm) and op.axis in ("tp", "ep", "cp", "pp")]
+    zero3 = _comm([op for op in ops if op.name.endswith("zero3_all_gather")], st, layout, ("fwd", "bwd"))
+    sync_ops = [op for op in ops if isinstance(op, Comm) and op.during == "grad_sync"]
+    grad = _comm([op for op in sync_ops if "grad" in op.name], st, layout, ("grad_sync",))
+    gather = _comm([op for op in sync_ops if "param" in op.name], st, layout, ("grad_sync",))
+    optimizer = _seconds([op for op in ops if op.pass_ == "optimizer"], st, Fusion(fold_elementwise=False))
+    return {"fwd_s": fwd, "bwd_s": bwd, "comm_s": _comm(layer_comm, st, layout, ("fwd", "recompute", "bwd")),
+            "zero3_gather_s": zero3, "grad_sync_s": grad, "param_gather_s": gather, "optimizer_s": optimizer,
+            "scenario": st}
+
+
+def iteration(sc: Scenario, layout: Layout, fusion: Fusion = Fusion(), overlap: Overlap = Overlap()) -> dict:
+    """One training iteration: ``layout.micro_batches`` micro-batches of
+    ``layout.micro_batch`` sequences of ``sc.seq_tokens`` tokens on each of the ``dp``
+    replicas (global batch ``dp·micro_batch·micro_batches``)."""
+    if not sc.options.training:
+        raise PerfmodelError("train: the scenario's phase must be train")
+    m = layout.micro_batches
+    global_batch = layout.dp * layout.micro_batch * m
+    sc = sc.but(batch=layout.micro_batch)
+    stages = [stage_costs(sc, layout, i, fusion) for i in range(layout.pp)]
+    per_mb = []
+    for c in stages:
+        compute = c["fwd_s"] + c["bwd_s"]
+        zero3 = max(0.0, c["zero3_gather_s"] - compute) if overlap.param_gather else c["zero3_gather_s"]
+        per_mb.append(compute + c["comm_s"] + zero3)
+    slowest = max(per_mb)
+    p, v = layout.pp, layout.v
+    pipeline = (m + (p - 1) / v) * slowest
+    exposed_sync = []
+    for c in stages:
+        window = c["bwd_s"] if overlap.grad_reduce else 0.0
+        gather = 0.0 if overlap.param_gather else c["param_gather_s"]
+        exposed_sync.append(max(0.0, c["grad_sync_s"] - window) + gather + c["optimizer_s"])
+    step = pipeline + max(exposed_sync)
+    tokens = global_batch * sc.seq_tokens
+    memory = [memory_per_gpu(c["scenario"], layout, m, i) for i, c in enumerate(stages)]
+    worst = max(range(p), key=lambda i: memory[i]["total_bytes"])
+    flops = model_flops(sc, global_batch)
+    acc = sc.require_accelerator()
+    peak = acc.peak(gemm_dtype(sc))
+    exposed_comm = m * max(c["comm_s"] for c in stages) + max(
+        max(0.0, c["grad_sync_s"] - (c["bwd_s"] if overlap.grad_reduce else 0.0)) for c in stages)
+    return {
+        "step_time_s": step,
+        "tokens_per_s": tokens / step,
+        "tokens_per_s_per_gpu": tokens / step / layout.gpus,
+        "model_flops_per_s_per_gpu": flops["model"] / step / layout.gpus,
+        "mfu": flops["model"] / step / layout.gpus / peak,
+        "hfu": flops["hardware"] / step / layout.gpus / peak,
+        "mfu_6n": flops["six_n"] / step / layout.gpus / peak,
+        "micro_batches": m,
+        "bubble_fraction": (p - 1) / (v * m),
+        "exposed_communication_s": exposed_comm,
+        "communication_share": exposed_comm / step,
+        **{f"{k}_bytes_per_gpu": float(memory[worst][k + "_bytes"])
+           for k in ("weights", "gradient", "optimizer", "activation")},
+        "memory_per_gpu_bytes": float(memory[worst]["total_bytes"]),
+        "capacity_per_gpu_bytes": acc.memory_bytes,
+        "fits": memory[worst]["total_bytes"] <= acc.memory_bytes,
+    }
+
+
+def model_flops(sc: Scenario, global_batch: int) -> dict:
+    """Matrix FLOPs of one iteration from the single-GPU table: ``model`` (forward and
+    backward), ``hardware`` (plus recomputation), ``six_n`` (6 · active params per token)."""
+    table = build(sc.arch, sc.options)
+    values = sc.but(batch=global_batch).values
+
+    def total(passes):
+        return value(sum((op.matmul_flops * op.repeat for op in table.ops if op.pass_ in passes), Integer(0)), values)
+
+    active = value(param_counts(table)["active_params"], values)
+    return {"model": total(("fwd", "bwd")), "hardware": total(("fwd", "recompute", "bwd")),
+            "six_n": 6 * active * global_batch * sc.seq_tokens}
+
+
+def memory_per_gpu(st: Scenario, layout: Layout, m: int, stage: int) -> dict:
+    """Bytes on one GPU of ``stage``: model states (ZeRO) and activations in flight."""
+    table = st.table
+    values = st.values
+    dense = value(sum((t.numel * t.repeat for t in table.tensors if not t.routed), Integer(0)), values)
+    routed = value(sum((t.numel * t.repeat for t in table.tensors if t.routed), Integer(0)), values)
+    states = model_state_bytes(dense, routed, st.options.optimizer, value(S.B_w, values), layout)
+    # full recomputation keeps each of this stage's layers' input: the per-GPU counts apply
+    kept = training_activation_bytes(table).xreplace(dict(table.per_gpu))
+    activations = value(kept * in_flight(layout, m, stage), values)
+    out = {**states, "activation_bytes": activations}
+    out["total_bytes"] = sum(out.values())
+    return out
+
+
+def run(row: dict, tokens: int, gpus: int) -> dict:
+    """The whole run: iterations, wall-clock days and GPU-hours to train on ``tokens``."""
+    seconds = tokens / row["tokens_per_s"]
+    return {"training_tokens": tokens, "iterations": tokens / (row["tokens_per_s"] * row["step_time_s"]),
+            "wall_clock_days": seconds / 86400, "gpu_hours": seconds * gpus / 3600}
+
+
+def default_gpus_per_node(acc, gpus: int) -> int:
+    """GPUs behind one scale-up domain (8 on HGX, 72 on NVL72), or all of them if fewer;
+    the largest divisor of ``gpus`` that fits the domain (256 GPUs on NVL72: 64 per rack)."""
+    domain = acc.fabric.domain_gpus if getattr(acc, "fabric", None) is not None else 8
+    return max(d for d in range(1, min(gpus, domain) + 1) if gpus % d == 0)
+
+
+def make_layout(arch, acc, *, gpus: int, tp: int = 1, pp: int = 1, dp: int | None = None, ep: int = 1, cp: int = 1,
+                zero: int = 1, sequence_parallel: bool | None = None, interleave: int = 1, micro_batch: int = 1,
+                global_batch: int = 512, gpus_per_node: int | None = None) -> Layout:
+    """A validated training layout; ``dp`` defaults to ``gpus / (tp·pp·cp)``."""
+    if dp is None:
+        if gpus % (tp * pp * cp):
+            raise PerfmodelError(f"gpus={gpus} is not a multiple of tp*pp*cp = {tp}*{pp}*{cp} = {tp * pp * cp}")
+        dp = gpus // (tp * pp * cp)
+    m = micro_batches(global_batch, dp, micro_batch)
+    layout = Layout(tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, gpus=gpus, zero=zero,
+                    gpus_per_node=gpus_per_node or default_gpus_per_node(acc, gpus),
+                    sequence_parallel=tp > 1 if sequence_parallel is None else sequence_parallel,
+                    schedule="interleaved" if interleave > 1 else "1f1b", v=interleave, micro_batch=micro_batch,
+                    micro_batches=m)
+    layout.validate(arch)
+    return layout
+
+
+def report(sc: Scenario, layout: Layout, *, tokens: int | None = None, fusion: Fusion = Fusion(),
+           overlap: Overlap = Overlap()):
+    """``perfmodel train``: one row, the layout and the iteration (and the run with ``tokens``)."""
+    import pandas as pd
+
+    row = iteration(sc, layout, fusion, overlap)
+    labels = {"model": sc.arch.name, "gpu": sc.accelerator.name, "gpus": layout.gpus, "tp": layout.tp,
+              "pp": layout.pp, "dp": layout.dp, "ep": layout.ep, "cp": layout.cp, "zero": layout.zero,
+              "sequence_parallel": layout.sequence_parallel, "schedule": layout.schedule, "interleave": layout.v,
+              "global_batch": layout.dp * layout.micro_batch * layout.micro_batches, "micro_batch": layout.micro_batch,
+              "seq": sc.seq_tokens, "recompute": sc.options.recompute}
+    out = {**labels, **row}
+    if tokens is not None:
+        out.update(run(row, tokens, layout.gpus))
+    out["flop_convention"] = ("mfu: forward+backward matrix FLOPs of the operator table (attention included, "
+                              "causal pairs exact, no recomputation); hfu: plus recomputation; mfu_6n: 6*N_active per token")
+    return pd.DataFrame([out])
