@@ -196,7 +196,7 @@ def rows(kind: str = "fixed") -> pd.DataFrame:
         elif kind == "serving" and rec["tier"] != "C":
             reason = "fixed batch (scored by --kind fixed)"
         elif kind == "serving" and int(r["n_gpus"]) != 1:
-            reason = f"{int(r['n_gpus'])} GPUs: the serving model runs one GPU so far"
+            reason = f"{int(r['n_gpus'])} GPUs: serving on a parallel layout is not built yet (one GPU so far)"
         elif int(r["n_gpus"]) != _count(r["tp"]) * _count(r["pp"]):
             reason = f"n_gpus={int(r['n_gpus'])} is not tp*pp = {_count(r['tp'])}*{_count(r['pp'])}"
         elif kind == "serving" and (pd.isna(r["input_len"]) or pd.isna(r["output_len"])):
