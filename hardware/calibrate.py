@@ -269,18 +269,14 @@ def fit_engine(data: dict, rows, prepared) -> tuple[dict, float]:
     target = np.where(rate, 1 / measured, measured)  # fit on times
 
     def predict(params):
-        current = _with_defaults(data, {n: _value(params, n) for n in ENGINE_FIELDS}, "trial")
+        current = _with_defaults(data, {n: getattr(params, n) for n in ENGINE_FIELDS}, "trial")
         per = {k: params_for(a, current) for k, a in accs.items()}
         out = np.array([f(per[k]) for k, f in prepared])
         return np.where(rate, 1 / out, out)
 
     base = params_for(accs[prepared[0][0]], data)
     params, rms = fit(predict, target, base, ENGINE_FIELDS, [{"gap_s": 1e-5, "step_s": 1e-3}])
-    return {n: _value(params, n) for n in ENGINE_FIELDS}, rms
-
-
-def _value(params, name):
-    return getattr(params, name)
+    return {n: getattr(params, n) for n in ENGINE_FIELDS}, rms
 
 
 def _write(path, data) -> None:

@@ -10,6 +10,7 @@ plateau from MAMF / ``matmul_efficiency``, the streaming fraction from
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from importlib import resources
@@ -18,9 +19,8 @@ from perfmodel.cost import CostParams
 from perfmodel.errors import PerfmodelError
 
 FILE = "cost-model.json"
-FIELDS = ("gemm_k_half", "weight_stream_efficiency", "stream_efficiency", "stream_bytes_half", "attention_efficiency",
-          "attention_k_half", "softmax_overlap", "attention_backward_fraction", "kernel_s", "gap_s", "launch_s", "step_s", "eager_step_s", "dequant_ops_per_weight", "exp_per_clock_per_sm", "clock_hz",
-          "tile_n", "tile_m_min", "tile_m_max")
+#: the scalar terms a data file may give (the GEMM plateaus and the sources are read apart)
+FIELDS = tuple(f.name for f in dataclasses.fields(CostParams) if f.name not in ("gemm_efficiency", "sources"))
 
 
 @functools.cache
@@ -76,8 +76,6 @@ def params_for(acc, data: dict | None = None) -> CostParams:
 
 def with_overrides(params: CostParams, overrides, where: str) -> CostParams:
     """``params`` with a user file's ``cost`` mapping applied (field -> value; sources say so)."""
-    import dataclasses
-
     if overrides is None:
         return params
     if not isinstance(overrides, dict):

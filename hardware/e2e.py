@@ -282,6 +282,13 @@ def predicted_value(r, result: dict, prefix: str = "") -> float:
     return result[f"{prefix}{metric}"]
 
 
+def time_error(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """``column / measured − 1`` on times: a rate's error is taken on the time it implies,
+    so that negative always means too fast."""
+    ratio = frame[column] / frame["measured"]
+    return np.where(frame["metric"].str.contains("tokens_per_s"), 1 / ratio, ratio) - 1
+
+
 def predict(frame: pd.DataFrame, params_for=None) -> pd.DataFrame:
     """Scored rows with ``measured``, and ``predicted`` (calibrated), ``roofline`` and
     ``flat`` beside each, and their errors ``predicted / measured − 1`` (for rates the
@@ -307,10 +314,8 @@ def predict(frame: pd.DataFrame, params_for=None) -> pd.DataFrame:
         cols["fits"].append(result["fits"])
     for c, v in cols.items():
         out[c] = v
-    rate = out["metric"].str.contains("tokens_per_s")
     for c in ("predicted", "roofline", "flat"):
-        ratio = out[c] / out["measured"]
-        out[f"{c}_error"] = np.where(rate, 1 / ratio, ratio) - 1
+        out[f"{c}_error"] = time_error(out, c)
     return out
 
 
@@ -392,8 +397,7 @@ def scored(out_of_sample: bool = True) -> pd.DataFrame:
         # and its in-sample prediction is already out of sample
         never_fitted = frame["loso"].isna() & (frame["gpus"] > 1)
         frame.loc[never_fitted, "loso"] = frame.loc[never_fitted, "predicted"]
-        ratio = frame["loso"] / frame["measured"]
-        frame["loso_error"] = np.where(frame["metric"].str.contains("tokens_per_s"), 1 / ratio, ratio) - 1
+        frame["loso_error"] = time_error(frame, "loso")
     frame["error"] = frame["predicted_error"]
     return frame
 
@@ -511,8 +515,7 @@ def predict_serving(frame: pd.DataFrame) -> pd.DataFrame:
         cols["engine_settings"].append(why)
     for c, v in cols.items():
         out[c] = v
-    ratio = out["predicted"] / out["measured"]
-    out["predicted_error"] = np.where(out["metric"].str.contains("tokens_per_s"), 1 / ratio, ratio) - 1
+    out["predicted_error"] = time_error(out, "predicted")
     return out
 
 

@@ -120,6 +120,10 @@ class CostParams:
             if not getattr(self, name) >= 0:
                 raise PerfmodelError(f"cost model: {name} must be non-negative, got {getattr(self, name)}")
 
+    def step_overhead_s(self, cuda_graphs: bool) -> float:
+        """The engine's per-step time outside the kernels: with CUDA graphs or without."""
+        return self.step_s if cuda_graphs else self.eager_step_s
+
     def gemm_fraction(self, dtype: str) -> float:
         """The GEMM plateau for ``dtype``: its own fit, else the 16-bit one."""
         for key in (dtype, "bf16", "fp16"):

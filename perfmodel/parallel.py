@@ -61,7 +61,7 @@ class StageTimer:
     comm_s: tuple
 
     def seconds(self, b, s, t, params, dtype, fusion: Fusion):
-        overhead = params.step_s if fusion.cuda_graphs else params.eager_step_s
+        overhead = params.step_overhead_s(fusion.cuda_graphs)
         total = overhead
         for kernel, comm in zip(self.kernels, self.comm_s):
             total = total + kernel(b, s, t, *params.vector(dtype)) + comm
@@ -125,7 +125,6 @@ def request(sc: Scenario, layout: Layout, prompt: int, output: int, fusion: Fusi
         "memory_per_gpu_bytes": need,
         "capacity_per_gpu_bytes": acc.memory_bytes,
         "fits": need <= acc.memory_bytes,
-        "_steps": result["steps"],
     })
     return row
 

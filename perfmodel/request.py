@@ -39,7 +39,7 @@ class Timer:
     flat: callable
 
     def calibrated(self, b, s, t, params, dtype: str, fusion: Fusion):
-        overhead = params.step_s if fusion.cuda_graphs else params.eager_step_s
+        overhead = params.step_overhead_s(fusion.cuda_graphs)
         return self.kernels(b, s, t, *params.vector(dtype)) + overhead
 
 
@@ -86,7 +86,7 @@ def _terms(sc: Scenario, fusion: Fusion) -> tuple[list, dict, float]:
     params = cost_params(acc)
     dtype = gemm_dtype(sc)
     terms = {**accelerator_terms(acc, params, dtype, sc.weight_dtype), **dict(zip(PARAMETERS, params.vector(dtype)))}
-    overhead = params.step_s if fusion.cuda_graphs else params.eager_step_s
+    overhead = params.step_overhead_s(fusion.cuda_graphs)
     ops = [op for op in sc.table.ops if op.pass_ == "fwd"]
     return ops, {k: nsimplify_rate(v) for k, v in terms.items()}, overhead
 
@@ -146,7 +146,7 @@ def seconds_of(sc: Scenario, timers_: dict, predictor: str, fusion: Fusion, para
 def request(sc: Scenario, prompt: int, output: int, fusion: Fusion = Fusion(), params=None) -> dict:
     """Latency of ``sc.batch`` sequences of ``prompt`` tokens generating ``output``
     tokens each, by every predictor (calibrated unprefixed, then ``roofline_``,
-    ``flat_``), with throughput, memory and ``fits``; ``_steps``: each decode step (calibrated)."""
+    ``flat_``), with throughput, memory and ``fits``; ``_<predictor>_steps``: each decode step."""
     if output < 1:
         raise PerfmodelError(f"output: {output} must be at least 1 token")
     params = params or cost_params(sc.require_accelerator())
@@ -157,8 +157,7 @@ def request(sc: Scenario, prompt: int, output: int, fusion: Fusion = Fusion(), p
         prefix = "" if name == "calibrated" else f"{name}_"
         for key in ("ttft_s", "tpot_s", "e2e_latency_s"):
             row[prefix + key] = result[key]
-        if name == "calibrated":
-            row["_steps"] = result["steps"]
+        row[f"_{prefix or 'calibrated_'}steps"] = result["steps"]
     row["output_tokens_per_s"] = sc.batch * output / row["e2e_latency_s"]
     row["output_tokens_per_s_per_user"] = output / row["e2e_latency_s"]
     row["roofline_output_tokens_per_s"] = sc.batch * output / row["roofline_e2e_latency_s"]
@@ -180,11 +179,9 @@ def report(sc: Scenario, prompt: int, output: int, fusion: Fusion = Fusion(), *,
     labels = {"model": sc.arch.name, "gpu": acc.name, "batch": sc.batch, "prompt": prompt, "output": output,
               "weight_dtype": sc.weight_dtype, "act_dtype": sc.act_dtype, "kv_dtype": sc.kv_dtype}
     if by == "step":
-        timers_ = timers(sc, prompt, output, fusion, acc.cost)
-        pure = latency(seconds_of(sc, timers_, "roofline", fusion, acc.cost), prompt, output)
-        steps = row["_steps"]
+        steps = row["_calibrated_steps"]
         frame = pd.DataFrame({"step": np.arange(1, len(steps) + 1), "context": np.arange(prompt, prompt + len(steps)),
-                              "time_s": steps, "roofline_time_s": pure["steps"]})
+                              "time_s": steps, "roofline_time_s": row["_roofline_steps"]})
         frame["elapsed_s"] = row["ttft_s"] + np.cumsum(steps)
         first = pd.DataFrame([{"step": 0, "context": 0, "time_s": row["ttft_s"], "roofline_time_s": row["roofline_ttft_s"],
                                "elapsed_s": row["ttft_s"]}])

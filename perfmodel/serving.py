@@ -202,7 +202,7 @@ def single_gpu(sc: Scenario, fusion: Fusion = Fusion()) -> StepModel:
     pattn, pattn_c, pattn_m = _parts(pre, fusion, attention=True)
     dattn, dattn_c, dattn_m = _parts(dec, fusion, attention=True)
     ddense, ddense_c, ddense_m = _parts(dec, fusion, attention=False)
-    overhead = params.step_s if fusion.cuda_graphs else params.eager_step_s
+    overhead = params.step_overhead_s(fusion.cuda_graphs)
 
     def parts(fns, d, t_d, q, p, t_p):
         # all the step's tokens in one pass over the weights: q + d rows of logits (a
