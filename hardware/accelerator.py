@@ -64,8 +64,8 @@ class Accelerator:
                 raise PerfmodelError(f"accelerator {self.name!r}: peak for {dtype} must be positive, got {rate}")
         for name in ("matmul_efficiency", "bandwidth_efficiency"):
             value = getattr(self, name)
-            if value is not None and not 0 < value <= 1.5:
-                raise PerfmodelError(f"accelerator {self.name!r}: {name} must be in (0, 1.5], got {value}")
+            if value is not None and not 0 < value <= 1:
+                raise PerfmodelError(f"accelerator {self.name!r}: {name} must be in (0, 1], got {value}")
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s for matmuls in ``dtype``; an error if the part publishes none."""

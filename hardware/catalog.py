@@ -353,8 +353,8 @@ class _Fields:
             return number
         if field in _FRACTIONS:
             number = self.number(field, value)
-            if not 0 < number <= 1.5:
-                raise self.fail(field, f"must be a fraction of peak in (0, 1.5], got {value!r}")
+            if not 0 < number <= 1:
+                raise self.fail(field, f"must be a fraction of peak in (0, 1], got {value!r}")
             return float(number)
         if field == "measured":
             if not isinstance(value, bool):

@@ -35,8 +35,8 @@ class Efficiency:
     def __post_init__(self):
         for name in ("compute", "bandwidth"):
             value = getattr(self, name)
-            if not 0 < value <= 1.5:
-                raise PerfmodelError(f"{name} efficiency must be in (0, 1.5], got {value}")
+            if not 0 < value <= 1:
+                raise PerfmodelError(f"{name} efficiency must be in (0, 1], got {value}")
 
     @classmethod
     def catalog_default(cls, acc: Accelerator) -> Efficiency:
