@@ -21,14 +21,14 @@ from perfmodel import metrics
 from perfmodel import symbols as S
 from perfmodel.architecture import Architecture, LatentAttention
 from perfmodel.errors import PerfmodelError
-from perfmodel.evaluate import bindings, number, partial, value, vectorised
+from perfmodel.evaluate import bindings, number, partial, value
 from perfmodel.hf_config import family_of
 from perfmodel.kernels import AttentionCall, predict
 from perfmodel.memory import memory
 from perfmodel.ops.base import tokens
 from perfmodel.presets import registry
 from perfmodel.quantities import lookup
-from perfmodel.rows import Rows, framed
+from perfmodel.rows import Rows, column_sum, framed
 from perfmodel.roofline import (
     Efficiency,
     balance_batch,
@@ -243,10 +243,9 @@ def _max_context(sc: Scenario, total: Expr, capacity: int) -> tuple[int | None, 
     return held, "memory"
 def _largest(expr: Expr, values: dict, symbol: Symbol, capacity: int, *, low: int = 1, high: int = 10**9) -> int | None:
     """The largest integer ``symbol`` with ``expr <= capacity`` (expr grows with it);
-    ``low - 1`` if none fits, None if all up to ``high`` do. Bisects on the lambdified
-    expression, then settles the boundary with exact evaluation."""
+    ``low - 1`` if none fits, None if all up to ``high`` do. Bisects with exact
+    evaluation (the expression has one symbol left: some 30 cheap steps, no compiling)."""
     f = partial(expr, values, free=(symbol,))
-    fast = vectorised(f, {}, (symbol,))
 
     def fits(x: int) -> bool:
         return f.xreplace({symbol: Integer(x)}) <= capacity
@@ -258,11 +257,7 @@ def _largest(expr: Expr, values: dict, symbol: Symbol, capacity: int, *, low: in
     lo, hi = low, high
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if float(fast(mid)) <= capacity else (lo, mid)
-    while not fits(lo):  # float rounding at the boundary: step down to the exact answer
-        lo -= 1
-    while fits(lo + 1):
-        lo += 1
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
     return lo
 
 
@@ -295,17 +290,9 @@ def roofline_report(sc: Scenario, by: str = "operator") -> Rows:
         return Rows([_derived(sc, rows[0])])
     frame = Rows(rows)
     if by == "operator":
-        total = _float_sum(frame["time_s"])
+        total = column_sum(frame["time_s"])
         frame["share_of_time"] = [t / total for t in frame["time_s"]]
     return frame
-
-
-def _float_sum(values: list[float]) -> float:
-    """The sum pandas takes of a float column (numpy's pairwise summation), so a share
-    reads the same through either path."""
-    import numpy as np
-
-    return float(np.sum(np.asarray(values, dtype=float)))
 
 
 def _derived(sc: Scenario, sums: dict) -> dict:

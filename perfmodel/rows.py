@@ -143,6 +143,31 @@ class Rows:
         return frame
 
 
+def column_sum(values: list[float]) -> float:
+    """The sum of a float column as pandas (numpy's pairwise summation: blocks of 8
+    partial sums, halves above 128 values) takes it, so a share of a total reads the
+    same through either path, without importing numpy."""
+    n = len(values)
+    if n < 8:
+        total = 0.0
+        for v in values:
+            total += v
+        return total
+    if n <= 128:
+        partial = list(values[:8])
+        end = n - n % 8
+        for i in range(8, end, 8):
+            for j in range(8):
+                partial[j] += values[i + j]
+        total = ((partial[0] + partial[1]) + (partial[2] + partial[3])) + ((partial[4] + partial[5]) + (partial[6] + partial[7]))
+        for v in values[end:]:
+            total += v
+        return total
+    half = n // 2
+    half -= half % 8
+    return column_sum(values[:half]) + column_sum(values[half:])
+
+
 def framed(query):
     """The public form of a query that builds :class:`Rows`: the same result as a pandas
     DataFrame; the Rows form stays at ``.rows`` (the CLI renders it without pandas)."""
