@@ -77,7 +77,7 @@ class Rows:
         rows._length = len(frame)
         for i, name in enumerate(frame.columns):
             column = frame.iloc[:, i]
-            kind = {"b": "bool", "i": "int", "u": "int", "f": "float", "c": "float"}.get(column.dtype.kind, "object")
+            kind = {"b": "bool", "i": "int", "u": "int", "f": "float"}.get(column.dtype.kind, "object")
             rows._data[name], rows._kinds[name] = column.tolist(), kind
         return rows
 
