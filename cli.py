@@ -69,7 +69,9 @@ def output_options(fn=None, *, flag: str = "--output"):
 
                 frame = select(frame, columns)
             if CAPTURE.get():
-                return frame
+                from perfmodel.rows import Rows
+
+                return frame.frame() if isinstance(frame, Rows) else frame
             fmt = fmt or (FORMAT_OF_SUFFIX.get(output.suffix.lower(), "table") if output else "table")
             emit(frame, fmt, output, compact=not wide and not columns and output is None)
 
@@ -324,7 +326,7 @@ def params(arch):
     """Exact parameter counts: total, embedding, non-embedding, active per token."""
     from perfmodel.api import params as count
 
-    return count(arch)
+    return count.rows(arch)
 
 
 @cli.command()
@@ -352,7 +354,7 @@ def kv_cache(arch, context, batch, kv_dtype, mla, source_len):
     target, --context) and the cross-attention cache (fixed by --source-len) apart."""
     from perfmodel.api import kv_cache as kv
 
-    frame = kv(scenario(arch, "prefill", batch=batch, seq=context, context=0, source_len=source_len, kv_dtype=kv_dtype, mla=mla))
+    frame = kv.rows(scenario(arch, "prefill", batch=batch, seq=context, context=0, source_len=source_len, kv_dtype=kv_dtype, mla=mla))
     # here --context is the tokens held: the cache a prefill of that many builds
     return frame.drop(columns=["phase", "seq"]).assign(context=frame["tokens_cached"])
 
@@ -424,13 +426,13 @@ def roofline(arch, phase, by, plot, **kw):
         from perfmodel.parallel import roofline_report
 
         return roofline_report(sc, layout, by=by)
-    frame = with_fits(run(sc, by=by), sc)
+    frame = with_fits(run.rows(sc, by=by), sc)
     if by != "total":
         viewed(frame, "operator", "group", "layers", "time_s", "bound", "share_of_time", "flops", "bytes", "arithmetic_intensity", "expected_time_s")
     if plot:
         from perfmodel.plots import roofline_chart
 
-        roofline_chart(sc, plot, frame=frame if by == "operator" else None)
+        roofline_chart(sc, plot, frame=frame.frame() if by == "operator" else None)
     return frame
 
 
@@ -449,7 +451,7 @@ def balance(arch, by, plot, **kw):
     from perfmodel.api import balance as solve
 
     sc = scenario(arch, "decode", **kw)
-    frame = solve(sc, by=by)
+    frame = solve.rows(sc, by=by)
     if plot:
         from perfmodel.plots import balance_chart
 

@@ -1,5 +1,8 @@
 """The queries behind every command, for notebooks too: each returns a pandas
 DataFrame of numbers with units in the column names (formatting happens at export).
+The queries behind the quick commands build :class:`~perfmodel.rows.Rows` (``params.rows``,
+``kv_cache.rows``, ``roofline_report.rows``, ``balance.rows``), so the CLI runs them
+without importing pandas; their public form is the DataFrame of those rows.
 
     >>> import perfmodel as pm
     >>> arch = pm.load_model("llama-3-8b")
@@ -10,21 +13,22 @@ DataFrame of numbers with units in the column names (formatting happens at expor
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sympy import Expr, Integer, Symbol, latex
 
 from perfmodel import metrics
 from perfmodel import symbols as S
 from perfmodel.architecture import Architecture, LatentAttention
 from perfmodel.errors import PerfmodelError
-from perfmodel.evaluate import bindings, number, partial, value, vectorised
+from perfmodel.evaluate import bindings, number, partial, value
 from perfmodel.hf_config import family_of
 from perfmodel.kernels import AttentionCall, predict
 from perfmodel.memory import memory
 from perfmodel.ops.base import tokens
 from perfmodel.presets import registry
 from perfmodel.quantities import lookup
+from perfmodel.rows import Rows, column_sum, framed
 from perfmodel.roofline import (
     Efficiency,
     balance_batch,
@@ -35,6 +39,15 @@ from perfmodel.roofline import (
 from perfmodel.scenario import Scenario
 from perfmodel.table import build
 from perfmodel.units import GIB
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(rows)
 
 
 def models() -> pd.DataFrame:
@@ -50,18 +63,19 @@ def models() -> pd.DataFrame:
         }
         for name, rec in registry().items()
     ]
-    return pd.DataFrame(rows)
+    return _frame(rows)
 
 
 def _row(values: dict, exprs: dict[str, Expr]) -> dict:
     return {name: value(expr, values) for name, expr in exprs.items()}
 
 
-def params(arch: Architecture) -> pd.DataFrame:
+@framed
+def params(arch: Architecture) -> Rows:
     """Exact parameter counts: total, embedding, non-embedding, active per token."""
     counts = metrics.params(build(arch))
     counts["active_non_embedding_params"] = counts["active_params"] - counts["embedding_params"]
-    return pd.DataFrame([{"model": arch.name, **_row(bindings(arch), counts)}])
+    return Rows([{"model": arch.name, **_row(bindings(arch), counts)}])
 
 
 def shapes(arch: Architecture) -> pd.DataFrame:
@@ -82,10 +96,11 @@ def shapes(arch: Architecture) -> pd.DataFrame:
                 "total_params": numel * count,
             }
         )
-    return pd.DataFrame(rows)
+    return _frame(rows)
 
 
-def kv_cache(sc: Scenario) -> pd.DataFrame:
+@framed
+def kv_cache(sc: Scenario) -> Rows:
     """KV-cache bytes per token, and for ``batch`` sequences holding the cache as it
     stands after the scenario's step (``tokens_cached`` = ``context + seq`` tokens each,
     the ``kv_cache_bytes`` quantity ``formula`` and ``sweep`` evaluate)."""
@@ -110,7 +125,7 @@ def kv_cache(sc: Scenario) -> pd.DataFrame:
         row["self_kv_cache_bytes"] = value(metrics.self_kv_cache_bytes(sc.arch, sc.options, S.t + S.s), sc.values)
         row["cross_kv_cache_bytes"] = value(cross, sc.values)
         row["cross_kv_cache_bytes_per_source_token"] = value(cross / (S.b * S.s_enc), sc.values)
-    return pd.DataFrame([row])
+    return Rows([row])
 
 
 def _aggregate(sc: Scenario, by: str) -> list[tuple[dict, list]]:
@@ -150,7 +165,7 @@ def flops(sc: Scenario, by: str = "total") -> pd.DataFrame:
         sums = {f: value(_sum(members, f), sc.values) for f in metrics.OP_FIELDS}
         sums["arithmetic_intensity"] = sums["flops"] / sums["bytes"] if sums["bytes"] else float("inf")
         rows.append({**labels, **sums})
-    frame = pd.DataFrame(rows)
+    frame = _frame(rows)
     if by == "total":
         frame.insert(0, "model", sc.arch.name)
         extra = _training_estimates(sc) if sc.options.training else {}
@@ -209,7 +224,7 @@ def memory_report(sc: Scenario) -> pd.DataFrame:
         row["max_batch"] = _largest(total, sc.values, S.b, acc.memory_bytes)
         if not sc.options.training and sc.arch.kind != "encoder":  # an encoder-only model keeps no context
             row["max_context"], row["max_context_limit"] = _max_context(sc, total, acc.memory_bytes)
-    return pd.DataFrame([row])
+    return _frame([row])
 
 
 def _max_context(sc: Scenario, total: Expr, capacity: int) -> tuple[int | None, str]:
@@ -228,10 +243,9 @@ def _max_context(sc: Scenario, total: Expr, capacity: int) -> tuple[int | None, 
     return held, "memory"
 def _largest(expr: Expr, values: dict, symbol: Symbol, capacity: int, *, low: int = 1, high: int = 10**9) -> int | None:
     """The largest integer ``symbol`` with ``expr <= capacity`` (expr grows with it);
-    ``low - 1`` if none fits, None if all up to ``high`` do. Bisects on the lambdified
-    expression, then settles the boundary with exact evaluation."""
+    ``low - 1`` if none fits, None if all up to ``high`` do. Bisects with exact
+    evaluation (the expression has one symbol left: some 30 cheap steps, no compiling)."""
     f = partial(expr, values, free=(symbol,))
-    fast = vectorised(f, {}, (symbol,))
 
     def fits(x: int) -> bool:
         return f.xreplace({symbol: Integer(x)}) <= capacity
@@ -243,15 +257,12 @@ def _largest(expr: Expr, values: dict, symbol: Symbol, capacity: int, *, low: in
     lo, hi = low, high
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if float(fast(mid)) <= capacity else (lo, mid)
-    while not fits(lo):  # float rounding at the boundary: step down to the exact answer
-        lo -= 1
-    while fits(lo + 1):
-        lo += 1
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
     return lo
 
 
-def roofline_report(sc: Scenario, by: str = "operator") -> pd.DataFrame:
+@framed
+def roofline_report(sc: Scenario, by: str = "operator") -> Rows:
     """Per operator (or layer, or total): FLOPs, bytes, compute and memory time, the
     roofline time and what bounds it; ``expected_time_s`` applies the efficiencies."""
     pure, expected = sc.roof(), sc.roof(expected=True)
@@ -275,44 +286,52 @@ def roofline_report(sc: Scenario, by: str = "operator") -> pd.DataFrame:
         sums["arithmetic_intensity"] = sums["flops"] / sums["bytes"] if sums["bytes"] else float("inf")
         sums["bound"] = bound(sums["compute_time_s"], sums["memory_time_s"])
         rows.append({**labels, **sums})
-    frame = pd.DataFrame(rows)
     if by == "total":
-        return _derived(sc, frame)
+        return Rows([_derived(sc, rows[0])])
+    frame = Rows(rows)
     if by == "operator":
-        frame["share_of_time"] = frame["time_s"] / frame["time_s"].sum()
+        total = column_sum(frame["time_s"])
+        frame["share_of_time"] = [t / total for t in frame["time_s"]]
     return frame
 
 
-def _derived(sc: Scenario, frame: pd.DataFrame) -> pd.DataFrame:
-    """Step-level figures: tokens/s, time to first token, MFU, the ridge point."""
+def _derived(sc: Scenario, sums: dict) -> dict:
+    """The step's row: its labels, the sums, then tokens/s, time to first token, MFU,
+    the ridge point."""
     roof = sc.roof()
     n_tokens = value(tokens(), sc.values)
-    frame.insert(0, "gpu", sc.accelerator.name)
-    for k, v in reversed(list(_step_labels(sc).items())):
-        frame.insert(0, k, v)
-    frame["tokens_per_s"] = n_tokens / frame["time_s"]
-    frame["expected_tokens_per_s"] = n_tokens / frame["expected_time_s"]
+    row = {**_step_labels(sc), "gpu": sc.accelerator.name}
     if not sc.options.training and getattr(sc.accelerator, "cost", None) is not None:
         # the default prediction: the calibrated cost model (time_s stays the pure bound)
         from perfmodel.request import calibrated_seconds
 
         calibrated = calibrated_seconds(sc)
-        frame.insert(frame.columns.get_loc("time_s"), "calibrated_time_s", calibrated)
-        frame["calibrated_tokens_per_s"] = n_tokens / calibrated
+        for key, v in sums.items():
+            if key == "time_s":
+                row["calibrated_time_s"] = calibrated
+            row[key] = v
+    else:
+        calibrated = None
+        row.update(sums)
+    row["tokens_per_s"] = n_tokens / row["time_s"]
+    row["expected_tokens_per_s"] = n_tokens / row["expected_time_s"]
+    if calibrated is not None:
+        row["calibrated_tokens_per_s"] = n_tokens / calibrated
     if sc.phase == "decode":
-        frame["time_per_token_s"] = frame["time_s"] / sc.seq_tokens
+        row["time_per_token_s"] = row["time_s"] / sc.seq_tokens
     if sc.phase == "prefill":
-        frame["ttft_s"] = frame["time_s"]
+        row["ttft_s"] = row["time_s"]
     if sc.options.training:
         model_flops = value(metrics.totals([op for op in sc.table.ops if op.pass_ in ("fwd", "bwd")], ("matmul_flops",))["matmul_flops"], sc.values)
         peak = number(roof.peak)
-        frame["mfu"] = model_flops / (frame["time_s"] * peak)
-        frame["expected_mfu"] = model_flops / (frame["expected_time_s"] * peak)
-    frame["ridge_point_flop_per_byte"] = number(roof.ridge_point)
-    return frame
+        row["mfu"] = model_flops / (row["time_s"] * peak)
+        row["expected_mfu"] = model_flops / (row["expected_time_s"] * peak)
+    row["ridge_point_flop_per_byte"] = number(roof.ridge_point)
+    return row
 
 
-def balance(sc: Scenario, by: str = "total") -> pd.DataFrame:
+@framed
+def balance(sc: Scenario, by: str = "total") -> Rows:
     """The decode batch at which compute time equals memory time (the whole step, or
     per operator), whether it fits, and up to which context it exists at all."""
     times = sc.op_times()
@@ -324,7 +343,7 @@ def balance(sc: Scenario, by: str = "total") -> pd.DataFrame:
                 continue
             result = balance_batch(t.compute_s, t.memory_s, values)
             rows.append({"operator": t.op.name, "group": t.op.group, "balance_batch": _num(result.batch), "reason": result.reason})
-        return pd.DataFrame(rows)
+        return Rows(rows)
     if by != "total":
         raise PerfmodelError(f"by: {by!r} is not one of total, operator")
     compute, mem = step_terms(times)
@@ -367,7 +386,7 @@ def balance(sc: Scenario, by: str = "total") -> pd.DataFrame:
         row["memory_at_balance_bytes"] = None
         row["fits_at_balance"] = None
     row["max_batch"] = _largest(memory(sc.table)["total_bytes"], sc.values, S.b, sc.accelerator.memory_bytes)
-    return pd.DataFrame([row])
+    return Rows([row])
 
 
 def _num(x) -> float | None:
@@ -383,7 +402,7 @@ def formula(name: str, sc: Scenario, *, as_latex: bool = False) -> pd.DataFrame:
     expr = q.build(sc).xreplace(sc.phase_values)
     shown = latex(expr) if as_latex else str(expr)
     legend = "; ".join(f"{s.name}: {S.describe(s).description}" for s in sorted(expr.free_symbols, key=str))
-    frame = pd.DataFrame(
+    frame = _frame(
         [{"quantity": q.name, "unit": q.unit, "expression": shown, "value": value(expr, sc.values), "symbols": legend}]
     )
     frame.attrs["latex_columns"] = ["expression"] if as_latex else []
@@ -441,4 +460,4 @@ def attention_call(acc, *, compute_efficiency=None, bandwidth_efficiency=None, *
         "expected_s": expected["predicted_s"],
         "expected_tflops_per_s": expected["predicted_tflops_per_s"],
     }
-    return pd.DataFrame([row])
+    return _frame([row])

@@ -231,11 +231,13 @@ def kernel_time(kernel: Kernel, fusion: Fusion = Fusion()) -> Expr:
 
 def step_seconds(ops, values: Mapping, fusion: Fusion = Fusion()) -> Expr:
     """:func:`step_time` with every symbol bound by ``values``, each kernel's inputs made
-    numbers before they enter its formula (exact, and fast: no symbolic ``Max`` to order)."""
+    numbers and put into its formula with the other terms in one substitution (exact,
+    and fast: no symbolic ``Max`` to order)."""
     total = Integer(0)
+    terms = {key: sympify(v) for key, v in values.items()}
     for k in kernels(ops, fusion):
         numeric = {key: sympify(v).xreplace(values) for key, v in k.inputs.items() if key != "group"}
-        bound = Kernel(k.kind, k.name, numeric, sympify(k.repeat).xreplace(values))
+        bound = Kernel(k.kind, k.name, {**terms, **numeric}, sympify(k.repeat).xreplace(values))
         total += kernel_time(bound, fusion).xreplace(values) * bound.repeat
     return total
 

@@ -1,4 +1,5 @@
-"""Render a DataFrame as a terminal table, CSV, JSON records, Markdown or LaTeX.
+"""Render a table (:class:`~perfmodel.rows.Rows`, or a pandas DataFrame read as Rows)
+as a terminal table, CSV, JSON records, Markdown or LaTeX, without importing pandas.
 
 Frames hold numbers; formatting happens only here. JSON keeps counts as exact
 integers (pandas would turn a column with a missing value into floats). CSV and JSON
@@ -9,15 +10,18 @@ LaTeX write plain numbers (``0.01479``, ``1.479e-05``). The unit is in the colum
 
 A frame may name columns that already hold LaTeX math in ``frame.attrs["latex_columns"]``
 (a formula's expression): LaTeX output sets them as ``$…$`` instead of escaping them.
+CSV is written as pandas' ``to_csv(index=False)`` writes it (the same csv module calls).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import re
 
-import pandas as pd
+from perfmodel.rows import Rows, missing
 
 FORMATS = ("table", "csv", "json", "markdown", "latex")
 
@@ -26,21 +30,20 @@ def _plain(value):
     """A JSON-ready Python value: exact ints, floats, None for NaN, lists kept."""
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if value is None or value is pd.NA or value is pd.NaT:
+    if missing(value):
         return None
     if hasattr(value, "item"):  # numpy scalar
         value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return value
 
 
-def records(frame: pd.DataFrame) -> list[dict]:
+def records(frame) -> list[dict]:
     """Rows as dicts of plain Python values (ints stay ints)."""
-    columns = list(frame.columns)
-    return [{c: _plain(v) for c, v in zip(columns, row)} for row in frame.itertuples(index=False, name=None)]
+    frame = Rows.of(frame)
+    columns = frame.columns
+    return [{c: _plain(v) for c, v in zip(columns, row)} for row in frame.tuples()]
 
 
 _PREFIXES = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")]
@@ -92,19 +95,17 @@ WIDE = 160
 TRANSPOSE_ROWS = 12
 
 
-def _numeric(frame: pd.DataFrame) -> list[bool]:
+def _numeric(frame: Rows) -> list[bool]:
     """Which columns hold numbers (right-aligned); a column of ints and None counts."""
-    out = []
-    for c in frame.columns:
-        col = frame[c]
-        if pd.api.types.is_bool_dtype(col):
-            out.append(False)
-        elif pd.api.types.is_numeric_dtype(col):
-            out.append(True)
-        else:
-            present = (v for v in map(_plain, col) if v is not None)
-            out.append(_is_number(next(present, None)) and all(map(_is_number, present)))
-    return out
+    return [_numeric_column(frame, c) for c in frame.columns]
+
+
+def _numeric_column(frame: Rows, c) -> bool:
+    kind = frame.kind(c)
+    if kind != "object":
+        return kind != "bool"
+    present = (v for v in map(_plain, frame[c]) if v is not None)
+    return _is_number(next(present, None)) and all(map(_is_number, present))
 
 
 def _is_number(value) -> bool:
@@ -131,15 +132,16 @@ def _percent(value) -> str:
 _SECOND_UNITS = [(1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"), (1e-12, "ps")]
 
 
-def _seconds_unit(column: pd.Series):
+def _seconds_unit(frame: Rows, c):
     """(cell formatter, unit) putting a float column of seconds in one unit, that of
     its largest value; None for columns that are not floats or need no prefix."""
-    if not pd.api.types.is_float_dtype(column):
+    if frame.kind(c) != "float":
         return None
-    finite = column[column.notna() & (column.abs() != float("inf")) & (column != 0)].abs()
-    if finite.empty or finite.max() >= 1:
+    finite = [abs(v) for v in frame[c] if math.isfinite(v) and v != 0]
+    if not finite or max(finite) >= 1:
         return None
-    scale, unit = next(((f, u) for f, u in _SECOND_UNITS if finite.max() >= f * 0.99995), _SECOND_UNITS[-1])
+    largest = max(finite)
+    scale, unit = next(((f, u) for f, u in _SECOND_UNITS if largest >= f * 0.99995), _SECOND_UNITS[-1])
 
     def cell(value) -> str:
         value = _plain(value)
@@ -150,7 +152,7 @@ def _seconds_unit(column: pd.Series):
     return cell, unit
 
 
-def _table(frame: pd.DataFrame) -> str:
+def _table(frame: Rows) -> str:
     """An aligned plain-text table, numbers right-aligned. One row prints as
     ``key  value`` lines; a few rows too wide for a terminal print transposed, one
     column per row headed by its first cell (e.g. one column per model). Fraction
@@ -159,10 +161,10 @@ def _table(frame: pd.DataFrame) -> str:
     columns = [str(c) for c in frame.columns]
     if len(frame) > 1:  # one unit per seconds column: every cell in the largest value's unit
         for i, c in enumerate(frame.columns):
-            unit = _seconds_unit(frame[c]) if str(c).endswith("_s") else None
+            unit = _seconds_unit(frame, c) if str(c).endswith("_s") else None
             if unit is not None:
                 cells[i], columns[i] = unit[0], f"{c} ({unit[1]})"
-    text = [[f(v) for f, v in zip(cells, row)] for row in frame.itertuples(index=False, name=None)]
+    text = [[f(v) for f, v in zip(cells, row)] for row in frame.tuples()]
     numeric = _numeric(frame)
     if len(text) == 1 and len(columns) > 6:
         width = max(map(len, columns))
@@ -176,10 +178,10 @@ def _table(frame: pd.DataFrame) -> str:
     return "\n".join([lines[0], _align([["-" * w for w in widths]], numeric)[0]] + lines[1:])
 
 
-def _transposed(frame: pd.DataFrame) -> str:
+def _transposed(frame: Rows) -> str:
     """The table turned: one column per row, headed by its first cell."""
     cells = [_percent if FRACTION_COLUMNS.search(str(c)) else _cell for c in frame.columns]
-    text = [[f(v) for f, v in zip(cells, row)] for row in frame.itertuples(index=False, name=None)]
+    text = [[f(v) for f, v in zip(cells, row)] for row in frame.tuples()]
     columns = [str(c) for c in frame.columns]
     head = [columns[0]] + [r[0] for r in text]
     body = [[c] + [r[i] for r in text] for i, c in enumerate(columns) if i > 0]
@@ -187,10 +189,10 @@ def _transposed(frame: pd.DataFrame) -> str:
     return "\n".join([lines[0], "-" * max(map(len, lines))] + lines[1:])
 
 
-def _markdown(frame: pd.DataFrame) -> str:
+def _markdown(frame: Rows) -> str:
     """A GitHub-flavoured pipe table; numbers right-aligned."""
     columns = [str(c).replace("|", "\\|") for c in frame.columns]
-    rows = [[plain_cell(v).replace("|", "\\|") for v in row] for row in frame.itertuples(index=False, name=None)]
+    rows = [[plain_cell(v).replace("|", "\\|") for v in row] for row in frame.tuples()]
     numeric = _numeric(frame)
     head = "| " + " | ".join(columns) + " |"
     rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
@@ -209,14 +211,14 @@ def _latex_cell(value) -> str:
     return text if text.startswith("$") else _latex_text(text)
 
 
-def _latex(frame: pd.DataFrame) -> str:
+def _latex(frame: Rows) -> str:
     """A booktabs tabular (needs ``\\usepackage{booktabs}``); numbers right-aligned;
     columns named in ``frame.attrs["latex_columns"]`` set as math."""
     numeric = _numeric(frame)
     math_columns = set(frame.attrs.get("latex_columns", ()))
     spec = "".join("r" if n else "l" for n in numeric)
     lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(_latex_text(str(c)) for c in frame.columns) + r" \\", r"\midrule"]
-    for row in frame.itertuples(index=False, name=None):
+    for row in frame.tuples():
         cells = [f"${v}$" if c in math_columns and v is not None else _latex_cell(v) for c, v in zip(frame.columns, row)]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -228,26 +230,24 @@ TERMINAL = 120
 CELL = 40
 
 
-def compact(frame: pd.DataFrame, width: int = TERMINAL) -> str:
+def compact(frame, width: int = TERMINAL) -> str:
     """The table view for a terminal ``width`` wide: columns with one value in every row
     (of several) move to a ``name: value`` header; long text cells are cut to
     :data:`CELL` characters; columns that still do not fit are left out, named on a
     last line (``--wide`` shows everything, ``--columns`` picks). ``frame.attrs["view"]``
     may name the columns this view shows first (the others count as left out)."""
+    frame = Rows.of(frame)
     hidden = []
     view = [c for c in frame.attrs.get("view", ()) if c in frame.columns]
     if view:
         hidden = [c for c in frame.columns if c not in view]
-        frame = frame[view]
+        frame = frame.pick(view)
     if len(frame) == 1 and not hidden:
         return _record(frame, width)
     if frame.empty and not hidden:
         return _table(frame)
     if len(frame) <= TRANSPOSE_ROWS and not hidden:  # a few wide rows: one column per row
-        clipped = frame.copy()
-        for c in clipped.columns:
-            if not _numeric(clipped[[c]])[0]:
-                clipped[c] = [_clip(_cell(v)) for v in clipped[c]]
+        clipped = _clipped(frame)
         text = _table(clipped)
         if max(map(len, text.splitlines())) <= width:
             return text
@@ -256,13 +256,10 @@ def compact(frame: pd.DataFrame, width: int = TERMINAL) -> str:
             return turned
     header = []
     if len(frame) > 1:
-        same = [c for c in frame.columns if frame[c].astype(str).nunique() == 1]
-        header = [f"{c}: {_cell(frame[c].iloc[0])}" for c in same]
+        same = [c for c in frame.columns if len({str(v) for v in frame[c] if not missing(v)}) == 1]
+        header = [f"{c}: {_cell(frame[c][0])}" for c in same]
         frame = frame.drop(columns=same)
-    shown = frame.copy()
-    for c in shown.columns:
-        if not _numeric(shown[[c]])[0]:
-            shown[c] = [_clip(_cell(v)) for v in shown[c]]
+    shown = _clipped(frame)
     while len(shown.columns) > 1 and max(map(len, _table(shown).splitlines())) > width:
         hidden.insert(0, shown.columns[-1])
         shown = shown.drop(columns=shown.columns[-1])
@@ -273,13 +270,18 @@ def compact(frame: pd.DataFrame, width: int = TERMINAL) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _record(frame: pd.DataFrame, width: int) -> str:
+def _clipped(frame: Rows) -> Rows:
+    """Text columns as their cells, cut to :data:`CELL` characters."""
+    return frame.assign(**{c: [_clip(_cell(v)) for v in frame[c]] for c in frame.columns if not _numeric_column(frame, c)})
+
+
+def _record(frame: Rows, width: int) -> str:
     """One row as ``name  value`` lines, long values wrapped under themselves."""
     import textwrap
 
     names = [str(c) for c in frame.columns]
     pad = max(map(len, names)) + 2
-    cells = [_percent(v) if FRACTION_COLUMNS.search(n) else _cell(v) for n, v in zip(names, frame.iloc[0])]
+    cells = [_percent(v) if FRACTION_COLUMNS.search(n) else _cell(v) for n, v in zip(names, next(frame.tuples()))]
     lines = []
     for name, cell in zip(names, cells):
         wrapped = textwrap.wrap(cell, max(20, width - pad), break_on_hyphens=False, break_long_words=True) or [""]
@@ -298,8 +300,9 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width, break_on_hyphens=False) if text else []
 
 
-def select(frame: pd.DataFrame, columns: str) -> pd.DataFrame:
-    """The ``--columns a,b,c`` of ``frame`` in that order; an unknown name is an error."""
+def select(frame, columns: str):
+    """The ``--columns a,b,c`` of ``frame`` (Rows or DataFrame, kept so) in that order;
+    an unknown name is an error."""
     import difflib
 
     from perfmodel.errors import PerfmodelError
@@ -312,17 +315,32 @@ def select(frame: pd.DataFrame, columns: str) -> pd.DataFrame:
             raise PerfmodelError(f"--columns: no column {name!r}; {hint}")
     if not names:
         raise PerfmodelError("--columns: give one or more column names, comma-separated")
+    if isinstance(frame, Rows):
+        return frame.pick(names)
     out = frame[names]
     out.attrs = dict(frame.attrs)
     return out
 
 
-def render(frame: pd.DataFrame, fmt: str = "table") -> str:
-    """``frame`` as text in ``fmt`` (one of :data:`FORMATS`)."""
+def _csv(frame: Rows) -> str:
+    """What pandas' ``to_csv(index=False)`` writes: a missing value is empty, floats in
+    full (``repr``), other values through the csv module."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(frame.columns)
+    kinds = [frame.kind(c) for c in frame.columns]
+    for row in frame.tuples():
+        writer.writerow(["" if missing(v) else (str(v) if k != "object" else v) for v, k in zip(row, kinds)])
+    return out.getvalue()
+
+
+def render(frame, fmt: str = "table") -> str:
+    """``frame`` (Rows or DataFrame) as text in ``fmt`` (one of :data:`FORMATS`)."""
+    frame = Rows.of(frame)
     if fmt == "table":
         return _table(frame)
     if fmt == "csv":
-        return frame.to_csv(index=False).rstrip("\n")
+        return _csv(frame).rstrip("\n")
     if fmt == "json":
         return json.dumps(records(frame), indent=2)
     if fmt == "markdown":

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from sympy import Expr
 
 from perfmodel import symbols as S
@@ -119,6 +117,8 @@ def latency(seconds, prompt: int, output: int) -> dict:
     """``ttft_s``, ``tpot_s``, ``e2e_latency_s`` and every decode step (``steps``) from
     ``seconds(phase, s, t)``: the prefill of ``prompt`` tokens, then one step per further
     output token against ``prompt + i − 1`` cached tokens, summed step by step."""
+    import numpy as np  # here: `roofline` needs only calibrated_seconds, and starts faster without numpy
+
     contexts = np.arange(prompt, prompt + output - 1, dtype=float)
     ttft = float(seconds("prefill", prompt, 0))
     steps = (np.broadcast_to(seconds("decode", 1, contexts), contexts.shape).astype(float)
@@ -172,6 +172,7 @@ def report(sc: Scenario, prompt: int, output: int, fusion: Fusion = Fusion(), *,
     """:func:`request` as a DataFrame: one row (``by="total"``) or one per decode step
     (``by="step"``: ``step``, ``context``, calibrated ``time_s``, ``roofline_time_s``,
     ``elapsed_s`` since the request began)."""
+    import numpy as np
     import pandas as pd
 
     acc = sc.require_accelerator()

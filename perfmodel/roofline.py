@@ -187,9 +187,11 @@ def context_limit(compute_s: Expr, memory_s: Expr, values: dict, *, limit: int =
     per sequence; the balance disappears once a sequence's added memory time
     overtakes its added compute time."""
     fixed = {k: v for k, v in values.items() if k not in (S.b, S.t)}
+    # the other symbols once, so each step of the search substitutes only t
+    compute_s, memory_s = (partial(e, fixed, free=(S.b, S.t)) for e in (compute_s, memory_s))
 
     def exists(t: int) -> bool:
-        return balance_batch(compute_s, memory_s, {**fixed, S.t: Integer(t)}).exists
+        return balance_batch(compute_s, memory_s, {S.t: Integer(t)}).exists
 
     if exists(limit):
         return None

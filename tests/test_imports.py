@@ -1,7 +1,10 @@
 """``import perfmodel``, ``perfmodel --help`` and the counting commands (params, shapes,
 kv-cache, formula) never load torch or transformers (CLI.md; briefing: "torch only in
 validation/measurement code, imported inside functions"); ``import perfmodel`` and
-``--help`` do not load matplotlib either.
+``--help`` do not load matplotlib or pandas either, and the quick commands (``params``,
+``kv-cache``, ``roofline``, ``balance``: issue 11's cold start) load none of torch,
+transformers, matplotlib or pandas. Their speed is measured in ``benchmarks/bench.py
+cold-start``, not here.
 
 Each check runs in a fresh interpreter and reads ``sys.modules`` after the work is done;
 one also runs the real entry point under ``python3 -X importtime`` and reads every
@@ -35,7 +38,7 @@ with contextlib.redirect_stdout(out):
             cli.main(argv)
         except SystemExit as exc:
             code = exc.code or 0
-heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers", "matplotlib"})
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers", "matplotlib", "pandas"})
 print(json.dumps({"code": code, "output_chars": len(out.getvalue()), "heavy": heavy}))
 """
 
@@ -78,6 +81,26 @@ def test_counting_commands_never_import_torch_or_transformers(argv):
     r = probe(argv)
     assert r["code"] == 0 and r["output_chars"] > 0, r
     assert not set(r["heavy"]) & {"torch", "transformers"}, r["heavy"]
+
+
+QUICK = [
+    ["params", "--model", "llama-3-8b"],
+    ["kv-cache", "--model", "llama-3-8b", "--context", "8192"],
+    ["roofline", "--model", "llama-3-8b", "--gpu", "h100"],
+    ["roofline", "--model", "llama-3-8b", "--gpu", "h100", "--by", "total", "--format", "csv"],
+    ["balance", "--model", "llama-3-8b", "--gpu", "h100"],
+    ["balance", "--model", "mixtral-8x7b", "--gpu", "h100", "--by", "operator", "--format", "json"],
+    ["roofline", "--model", "deepseek-v3", "--gpu", "h100", "--by", "layer", "--format", "markdown"],
+]
+
+
+@pytest.mark.parametrize("argv", QUICK, ids=" ".join)
+def test_quick_commands_never_import_pandas(argv):
+    """The cold-start commands render plain rows: no pandas (nor torch, transformers,
+    matplotlib) in ``sys.modules`` once they have printed."""
+    r = probe(argv)
+    assert r["code"] == 0 and r["output_chars"] > 0, r
+    assert r["heavy"] == [], r["heavy"]
 
 
 def test_entry_point_importtime():
