@@ -201,6 +201,14 @@ def parallel_options(fn):
     return fn
 
 
+def pipeline_split_options(fn):
+    """Megatron-Core's uneven pipeline split (perfmodel.layout.Layout)."""
+    fn = click.option("--loss-in-split", "loss_in_split", is_flag=True, help="count the LM head and loss as one layer of the pipeline split (Megatron account_for_loss_in_pipeline_split)")(fn)
+    fn = click.option("--embedding-in-split", "embedding_in_split", is_flag=True, help="count the embedding as one layer of the pipeline split (Megatron account_for_embedding_in_pipeline_split)")(fn)
+    fn = click.option("--last-stage-layers", "last_stage_layers", type=click.IntRange(0), help="decoder layers on the last pipeline rank (Megatron num_layers_in_last_pipeline_stage; the rest split evenly)")(fn)
+    return click.option("--first-stage-layers", "first_stage_layers", type=click.IntRange(0), help="decoder layers on the first pipeline rank (Megatron num_layers_in_first_pipeline_stage)")(fn)
+
+
 def layout_from(kw: dict):
     """Pop the parallel options; a Layout, or None for one GPU."""
     from perfmodel.layout import Layout
@@ -902,12 +910,16 @@ def recompute(arch, gpu, batch, prompt, output_tokens, cuda_graphs, merge_projec
 @click.option("--optimizer", type=click.Choice(["mixed", "megatron-bf16", "megatron-fp16", "fp32"]), default="megatron-bf16", show_default=True, help="bytes per parameter for gradients and optimizer states")
 @click.option("--overlap-grad-reduce/--no-overlap-grad-reduce", default=True, show_default=True, help="hide the data-parallel gradient reduction under the last micro-batch's backward (Megatron --overlap-grad-reduce)")
 @click.option("--overlap-param-gather/--no-overlap-param-gather", default=True, show_default=True, help="hide ZeRO parameter all-gathers under compute (Megatron --overlap-param-gather, FSDP prefetch)")
+@click.option("--tp-comm-overlap/--no-tp-comm-overlap", default=False, show_default=True, help="hide TP all-gathers/reduce-scatters under the linear GEMMs (Megatron --tp-comm-overlap, TE userbuffers; off in Megatron-Core, on in Megatron-Bridge's Llama recipes)")
+@click.option("--ep-comm-overlap/--no-ep-comm-overlap", default=False, show_default=True, help="hide the expert all-to-alls under another micro-batch's compute (Megatron --overlap-moe-expert-parallel-comm)")
+@click.option("--overlap-p2p-comm/--no-overlap-p2p-comm", default=True, show_default=True, help="interleaved schedule: hide pipeline sends/receives under the next chunk (Megatron --overlap-p2p-communication)")
+@pipeline_split_options
 @click.option("--weight-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
-@click.option("--act-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True, help="activations and matmul compute (fp8: FP8 GEMMs)")
+@click.option("--act-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True, help="matmul compute (fp8: Transformer Engine FP8 training, the linear layers' GEMMs in FP8, activations BF16)")
 @output_options
 def train(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, tp, pp, dp, ep, cp, zero, sequence_parallel,
           global_batch, micro_batch, seq, recompute, interleave, gpus_per_node, tokens, optimizer, overlap_grad_reduce,
-          overlap_param_gather, weight_dtype, act_dtype):
+          overlap_param_gather, tp_comm_overlap, ep_comm_overlap, overlap_p2p_comm, weight_dtype, act_dtype, **split):
     """One training iteration on a parallel layout (and the whole run with --tokens):
     step_time_s, tokens_per_s_per_gpu, mfu/hfu (flop_convention says which FLOPs),
     bubble_fraction, exposed communication, memory_per_gpu_bytes and fits."""
@@ -917,8 +929,9 @@ def train(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, tp, pp, dp,
                   recompute=recompute, optimizer=optimizer)
     layout = make_layout(arch, sc.accelerator, gpus=gpus, tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, zero=zero,
                          sequence_parallel=sequence_parallel, interleave=interleave, micro_batch=micro_batch,
-                         global_batch=global_batch, gpus_per_node=gpus_per_node)
-    return report(sc, layout, tokens=tokens, overlap=Overlap(overlap_grad_reduce, overlap_param_gather))
+                         global_batch=global_batch, gpus_per_node=gpus_per_node, **split)
+    overlap = Overlap(overlap_grad_reduce, overlap_param_gather, tp_comm_overlap, ep_comm_overlap, overlap_p2p_comm)
+    return report(sc, layout, tokens=tokens, overlap=overlap)
 
 
 @cli.command()
@@ -938,9 +951,10 @@ def train(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, tp, pp, dp,
 @click.option("--weight-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
 @click.option("--act-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
 @click.option("--kv-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
+@pipeline_split_options
 @output_options(flag="--output-file")
 def plan(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, phase, objective, batch, prompt, output_tokens,
-         global_batch, micro_batch, seq, recompute, gpus_per_node, weight_dtype, act_dtype, kv_dtype):
+         global_batch, micro_batch, seq, recompute, gpus_per_node, weight_dtype, act_dtype, kv_dtype, **split):
     """Rank the layouts (tp x pp x dp, x ep for MoE models) of a model on --gpus GPUs
     that fit, by throughput or latency; every rejected layout says why (rank empty).
     The file flag is --output-file here: --output is the number of generated tokens."""
@@ -952,7 +966,7 @@ def plan(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, phase, objec
     else:
         sc = scenario(arch, "decode", batch=batch, gpu=gpu, **dtypes)
     return run(sc, gpus, objective=objective, prompt=prompt, output=output_tokens, global_batch=global_batch,
-               micro_batch=micro_batch, gpus_per_node=gpus_per_node)
+               micro_batch=micro_batch, gpus_per_node=gpus_per_node, split=split)
 
 
 @cli.group()
