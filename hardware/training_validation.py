@@ -135,6 +135,10 @@ def _layout_kwargs(r) -> dict:
       llama3_70b/llama31_405b: userbuffers configs); MegaScale's own system overlaps TP, PP
       and DP communication (Jiang et al. 2024 §3.2, Table 3 "TP/PP/DP overlap"); Megatron-LM
       rows run its defaults (no TP overlap).
+    - EP all-to-all overlap: Megatron-Bridge's DeepSeek-V3 H100 configuration (1024 GPUs,
+      tp 2, pp 8, vp 4, ep 64, GBS 8192: the row's cells) sets ``moe_a2a_overlap=True``
+      (scripts/performance/configs/deepseek/deepseek_workload_base_configs.py); other rows
+      do not state it (off, Megatron-Core's default).
     """
     notes = str(r["notes"])
     recompute = str(r["recompute"]).lower()
@@ -149,7 +153,8 @@ def _layout_kwargs(r) -> dict:
         "sequence_parallel": tp > 1 and "no sequence parallel" not in notes,
         "zero": 3 if bridge and fsdp and int(fsdp.group(1)) > 0 else 1,
         "_recompute": "full" if recompute.startswith("full") else "selective" if recompute.startswith("selective") else "none",
-        "_overlap": {"tp_comm": (bridge or megascale) and tp > 1},
+        "_overlap": {"tp_comm": (bridge or megascale) and tp > 1,
+                     "ep_comm": bridge and str(r["model"]).startswith("DeepSeekV3") and str(r["gpu"]).startswith("H100")},
     }
     if bridge and str(r["model"]).startswith("LLAMA3.1_405B"):
         kw.update(embedding_in_split=True, loss_in_split=True)
