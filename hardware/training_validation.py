@@ -135,6 +135,10 @@ def _layout_kwargs(r) -> dict:
       llama3_70b/llama31_405b: userbuffers configs); MegaScale's own system overlaps TP, PP
       and DP communication (Jiang et al. 2024 §3.2, Table 3 "TP/PP/DP overlap"); Megatron-LM
       rows run its defaults (no TP overlap).
+    - Pipeline send/receive overlap (Megatron-Core ``overlap_p2p_comm``, interleaved
+      schedule): off for Korthikanti et al. 2022 (Megatron-LM of 2022, before the option)
+      and the Megatron-LM rows of MegaScale (its Table 3 lists "PP overlap" among
+      MegaScale's own additions); on elsewhere (the default since).
     - EP all-to-all overlap: Megatron-Bridge's DeepSeek-V3 H100 configuration (1024 GPUs,
       tp 2, pp 8, vp 4, ep 64, GBS 8192: the row's cells) sets ``moe_a2a_overlap=True``
       (scripts/performance/configs/deepseek/deepseek_workload_base_configs.py); other rows
@@ -154,6 +158,7 @@ def _layout_kwargs(r) -> dict:
         "zero": 3 if bridge and fsdp and int(fsdp.group(1)) > 0 else 1,
         "_recompute": "full" if recompute.startswith("full") else "selective" if recompute.startswith("selective") else "none",
         "_overlap": {"tp_comm": (bridge or megascale) and tp > 1,
+                     "p2p": not ("Korthikanti" in str(r["source"]) or ("MegaScale" in str(r["source"]) and not megascale)),
                      "ep_comm": bridge and str(r["model"]).startswith("DeepSeekV3") and str(r["gpu"]).startswith("H100")},
     }
     if bridge and str(r["model"]).startswith("LLAMA3.1_405B"):
