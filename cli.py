@@ -203,14 +203,29 @@ def parallel_options(fn):
     return fn
 
 
-def layout_from(kw: dict):
-    """Pop the parallel options; a Layout, or None for one GPU."""
+def pipeline_split_options(fn):
+    """Megatron-Core's uneven pipeline split (perfmodel.layout.Layout)."""
+    fn = click.option("--loss-in-split", "loss_in_split", is_flag=True, help="count the LM head and loss as one layer of the pipeline split (Megatron account_for_loss_in_pipeline_split)")(fn)
+    fn = click.option("--embedding-in-split", "embedding_in_split", is_flag=True, help="count the embedding as one layer of the pipeline split (Megatron account_for_embedding_in_pipeline_split)")(fn)
+    fn = click.option("--last-stage-layers", "last_stage_layers", type=click.IntRange(0), help="decoder layers on the last pipeline rank (Megatron num_layers_in_last_pipeline_stage; the rest split evenly)")(fn)
+    return click.option("--first-stage-layers", "first_stage_layers", type=click.IntRange(0), help="decoder layers on the first pipeline rank (Megatron num_layers_in_first_pipeline_stage)")(fn)
+
+
+def layout_from(kw: dict, *, zero: int | None = None, training: bool = False):
+    """Pop the parallel options; a Layout, or None for one GPU. Training layouts default
+    to ZeRO 1 and sequence parallelism when tp > 1 (as `train`); --zero needs a layout."""
     from perfmodel.layout import Layout
 
     sizes = {k: kw.pop(k) for k in ("tp", "pp", "dp", "ep", "cp", "gpus")}
     if all(sizes[k] == 1 for k in ("tp", "pp", "dp", "ep", "cp")) and sizes["gpus"] in (None, 1):
+        if zero is not None:
+            raise PerfmodelError("--zero: shards model states over data-parallel ranks; give a layout (--dp, --gpus, ...)")
         return None
-    return Layout(**sizes)
+    if not training:
+        if zero is not None:
+            raise PerfmodelError("--zero: only a training step has gradients and optimizer states (--phase train)")
+        return Layout(**sizes)
+    return Layout(**sizes, zero=1 if zero is None else zero, sequence_parallel=sizes["tp"] > 1)
 
 
 def scenario(arch, phase, *, batch=1, seq=None, context=None, source_len=None, gpu=None, compute_efficiency=None, bandwidth_efficiency=None, weight_dtype="bf16", act_dtype="bf16", kv_dtype="bf16", **options):
@@ -384,23 +399,44 @@ def flops(arch, phase, by, **kw):
 @dtype_options
 @impl_options
 @gpu_option(required=False)
+@parallel_options
+@click.option("--zero", type=click.IntRange(0, 3), help="train on a layout: ZeRO stage (default 1, Megatron's distributed optimizer)")
 @output_options
-def memory(arch, phase, batch, context, seq, **kw):
+def memory(arch, phase, batch, context, seq, zero, **kw):
     """Memory: weights, KV cache, activations, gradients, optimizer states; fits a GPU?
 
     Inference: the KV cache of --context tokens per sequence, plus the largest working
-    set of the prefill chunk that brings it there. Training: a step on --seq tokens."""
+    set of the prefill chunk that brings it there. Training: a step on --seq tokens.
+    With a layout (--tp --pp --dp --ep --cp --gpus): one GPU's bytes (columns ending
+    _per_gpu, the pipeline stage that needs the most) and fits per GPU; inference splits
+    --batch over dp; training holds --batch sequences per micro-batch, as many micro-batches
+    as 1F1B keeps in flight, model states sharded by --zero."""
     from perfmodel.api import memory_report
 
+    layout = layout_from(kw, zero=zero, training=phase == "train")
     if phase == "train":
         if context:
             raise PerfmodelError("--context: a training step has no KV cache; use --seq")
-        return memory_report(scenario(arch, "train", batch=batch, seq=seq, **kw))
+        sc = scenario(arch, "train", batch=batch, seq=seq, **kw)
+        return memory_report(sc) if layout is None else per_gpu_report(sc, layout)
     held = context or min(2048, arch.max_position_embeddings or 2048)
     chunk = seq or held
     if chunk > held:
         raise PerfmodelError(f"--seq {chunk} exceeds --context {held}: the chunk is part of the context")
-    return memory_report(scenario(arch, "prefill", batch=batch, seq=chunk, context=held - chunk, **kw))
+    sc = scenario(arch, "prefill", batch=batch, seq=chunk, context=held - chunk, **kw)
+    return memory_report(sc) if layout is None else per_gpu_report(sc, layout)
+
+
+def per_gpu_report(sc, layout):
+    """`memory` on a layout: the labels, the layout and one GPU's bytes."""
+    import pandas as pd
+
+    from perfmodel.per_gpu import layout_labels, memory_row
+
+    labels = {"model": sc.arch.name, "phase": "train" if sc.options.training else "infer", "batch": sc.batch}
+    labels.update({"seq": sc.seq_tokens} if sc.options.training else {"context": sc.tokens_seen, "chunk": sc.seq_tokens})
+    extra = {"zero": layout.zero} if sc.options.training else {}
+    return pd.DataFrame([{**labels, **layout_labels(layout), **extra, **memory_row(sc, layout)}])
 
 
 @cli.command()
@@ -543,6 +579,7 @@ def formula(quantity, arch, phase, as_latex, **kw):
 @dtype_options
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw a bar chart of --plot-column (PNG/SVG/PDF by extension)")
 @click.option("--plot-column", default="decode_tokens_per_s", show_default=True, help="the column the bar chart shows")
+@parallel_options
 @output_options
 def compare(models, sets, gpu, plot, plot_column, **kw):
     """Several models side by side on one GPU, one row per model.
@@ -561,11 +598,14 @@ def compare(models, sets, gpu, plot, plot_column, **kw):
     from hardware.catalog import get_accelerator
     from perfmodel.comparison import compare as side_by_side
 
+    layout = layout_from(kw)
     acc = get_accelerator(gpu)
-    frame = side_by_side(models, acc, overrides=parse_sets(sets), **kw)
+    frame = side_by_side(models, acc, overrides=parse_sets(sets), layout=layout, **kw)
+    need = "total_bytes" if layout is None else "memory_per_gpu_bytes"
     for _, row in frame[~frame["fits"].astype(bool)].iterrows():
-        warn(f"{row['model']} at batch {kw['batch']}, context {kw['context']} needs {row['total_bytes'] / 2**30:.4g} GiB "
-             f"but {acc.name} has {acc.memory_bytes / 2**30:.4g} GiB: it does not fit (times are what it would take if it did)")
+        warn(f"{row['model']} at batch {kw['batch']}, context {kw['context']} needs {row[need] / 2**30:.4g} GiB "
+             f"{'' if layout is None else 'per GPU '}but {acc.name} has {acc.memory_bytes / 2**30:.4g} GiB: it does not "
+             f"fit (times are what it would take if it did)")
     if plot:
         from perfmodel.plots import bar_chart
 
@@ -588,6 +628,7 @@ def compare(models, sets, gpu, plot, plot_column, **kw):
 @impl_options
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="also draw the sweep (PNG/SVG/PDF by extension)")
 @click.option("--plot-kind", type=click.Choice(["lines", "heatmap"]), default="lines", show_default=True, help="one line per batch, or a batch x tokens heatmap")
+@parallel_options
 @output_options
 def sweep(arch, gpu, phase, metric, batch, context, seq, plot, plot_kind, **kw):
     """One quantity over a grid of batch x context (or seq), one row per point.
@@ -596,11 +637,15 @@ def sweep(arch, gpu, phase, metric, batch, context, seq, plot, plot_kind, **kw):
     GRID: 1,8,64 (a list); a..b (every integer); a..b:N (step N);
     a..b:xN (geometric: 1k..128k:x2 = 1k, 2k, 4k, ..., 128k); lists may mix
     these (1,2,4..64:x2). Counts take k/m suffixes, 1k = 1024. At most 10^7 points.
-    Evaluated with numpy over the whole grid (the same expression `formula` prints)."""
+    Evaluated with numpy over the whole grid (the same expression `formula` prints).
+    With a layout (--tp --pp --dp --ep --cp --gpus; prefill/decode): one GPU's value (the
+    largest over the pipeline stages; --batch is split over dp) and fits per GPU;
+    quantities of memory, parameters and FLOPs (times on a layout: `request`)."""
     from perfmodel.sweeps import sweep as run, swept_axis
 
+    layout = layout_from(kw)
     sc = scenario(arch, phase, gpu=gpu, **kw)
-    frame = run(sc, metric, batch=batch, seq=seq, context=context)
+    frame = run(sc, metric, batch=batch, seq=seq, context=context, layout=layout)
     if plot:
         from perfmodel.plots import sweep_chart
 
@@ -904,12 +949,16 @@ def recompute(arch, gpu, batch, prompt, output_tokens, cuda_graphs, merge_projec
 @click.option("--optimizer", type=click.Choice(["mixed", "megatron-bf16", "megatron-fp16", "fp32"]), default="megatron-bf16", show_default=True, help="bytes per parameter for gradients and optimizer states")
 @click.option("--overlap-grad-reduce/--no-overlap-grad-reduce", default=True, show_default=True, help="hide the data-parallel gradient reduction under the last micro-batch's backward (Megatron --overlap-grad-reduce)")
 @click.option("--overlap-param-gather/--no-overlap-param-gather", default=True, show_default=True, help="hide ZeRO parameter all-gathers under compute (Megatron --overlap-param-gather, FSDP prefetch)")
+@click.option("--tp-comm-overlap/--no-tp-comm-overlap", default=False, show_default=True, help="hide TP all-gathers/reduce-scatters under the linear GEMMs (Megatron --tp-comm-overlap, TE userbuffers; off in Megatron-Core, on in Megatron-Bridge's Llama recipes)")
+@click.option("--ep-comm-overlap/--no-ep-comm-overlap", default=False, show_default=True, help="hide the expert all-to-alls under another micro-batch's compute (Megatron --overlap-moe-expert-parallel-comm)")
+@click.option("--overlap-p2p-comm/--no-overlap-p2p-comm", default=True, show_default=True, help="interleaved schedule: hide pipeline sends/receives under the next chunk (Megatron --overlap-p2p-communication)")
+@pipeline_split_options
 @click.option("--weight-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
-@click.option("--act-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True, help="activations and matmul compute (fp8: FP8 GEMMs)")
+@click.option("--act-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True, help="matmul compute (fp8: Transformer Engine FP8 training, the linear layers' GEMMs in FP8, activations BF16)")
 @output_options
 def train(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, tp, pp, dp, ep, cp, zero, sequence_parallel,
           global_batch, micro_batch, seq, recompute, interleave, gpus_per_node, tokens, optimizer, overlap_grad_reduce,
-          overlap_param_gather, weight_dtype, act_dtype):
+          overlap_param_gather, tp_comm_overlap, ep_comm_overlap, overlap_p2p_comm, weight_dtype, act_dtype, **split):
     """One training iteration on a parallel layout (and the whole run with --tokens):
     step_time_s, tokens_per_s_per_gpu, mfu/hfu (flop_convention says which FLOPs),
     bubble_fraction, exposed communication, memory_per_gpu_bytes and fits."""
@@ -919,8 +968,9 @@ def train(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, tp, pp, dp,
                   recompute=recompute, optimizer=optimizer)
     layout = make_layout(arch, sc.accelerator, gpus=gpus, tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, zero=zero,
                          sequence_parallel=sequence_parallel, interleave=interleave, micro_batch=micro_batch,
-                         global_batch=global_batch, gpus_per_node=gpus_per_node)
-    return report(sc, layout, tokens=tokens, overlap=Overlap(overlap_grad_reduce, overlap_param_gather))
+                         global_batch=global_batch, gpus_per_node=gpus_per_node, **split)
+    overlap = Overlap(overlap_grad_reduce, overlap_param_gather, tp_comm_overlap, ep_comm_overlap, overlap_p2p_comm)
+    return report(sc, layout, tokens=tokens, overlap=overlap)
 
 
 @cli.command()
@@ -940,9 +990,10 @@ def train(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, tp, pp, dp,
 @click.option("--weight-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
 @click.option("--act-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
 @click.option("--kv-dtype", type=click.Choice(DTYPES), default="bf16", show_default=True)
+@pipeline_split_options
 @output_options(flag="--output-file")
 def plan(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, phase, objective, batch, prompt, output_tokens,
-         global_batch, micro_batch, seq, recompute, gpus_per_node, weight_dtype, act_dtype, kv_dtype):
+         global_batch, micro_batch, seq, recompute, gpus_per_node, weight_dtype, act_dtype, kv_dtype, **split):
     """Rank the layouts (tp x pp x dp, x ep for MoE models) of a model on --gpus GPUs
     that fit, by throughput or latency; every rejected layout says why (rank empty).
     The file flag is --output-file here: --output is the number of generated tokens."""
@@ -954,7 +1005,7 @@ def plan(arch, gpu, compute_efficiency, bandwidth_efficiency, gpus, phase, objec
     else:
         sc = scenario(arch, "decode", batch=batch, gpu=gpu, **dtypes)
     return run(sc, gpus, objective=objective, prompt=prompt, output=output_tokens, global_batch=global_batch,
-               micro_batch=micro_batch, gpus_per_node=gpus_per_node)
+               micro_batch=micro_batch, gpus_per_node=gpus_per_node, split=split)
 
 
 @cli.group()

@@ -111,11 +111,18 @@ def compare(
     act_dtype: str = "bf16",
     kv_dtype: str = "bf16",
     source_len: int | None = None,
+    layout=None,
 ) -> pd.DataFrame:
     """One row per model: parameters; KV cache at ``context``; memory of ``batch``
     sequences holding ``context`` tokens, whether it fits and the largest batch that
     does; prefill time of one ``prompt`` (default: the context); decode step time and
     tokens/s at ``batch``; the balance batch; then ``<column>_vs_first`` ratios.
+
+    With a ``layout`` (:class:`~perfmodel.layout.Layout`): the layout's columns and the
+    memory of one GPU (:func:`perfmodel.per_gpu.memory_row`: ``weights_bytes_per_gpu``,
+    ``kv_cache_bytes_per_gpu``, ``memory_per_gpu_bytes``, ``capacity_per_gpu_bytes``);
+    ``fits`` is then per GPU. Times and ``max_batch`` stay one GPU's (``request`` times
+    a layout).
 
     ``models``: specs (``"MQA=llama-3-8b:num_key_value_heads=1"``), Variants or
     Architectures; ``overrides`` apply to every spec before its own.
@@ -137,7 +144,7 @@ def compare(
             dtypes = dict(weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype)
             if arch.kind == "encoder-decoder":
                 dtypes["source"] = source_len or prompt or context
-            rows.append(_row(label, arch, accelerator, context, batch, prompt, dtypes))
+            rows.append(_row(label, arch, accelerator, context, batch, prompt, dtypes, layout))
         except PerfmodelError as exc:
             raise PerfmodelError(f"model {label!r}: {exc}") from None
     if not rows:
@@ -159,7 +166,8 @@ def _resolve(item, overrides) -> tuple[str, Architecture]:
         raise PerfmodelError(f"model {variant.label!r}: {exc}") from None
 
 
-def _row(label: str, arch: Architecture, acc, context: int, batch: int, prompt: int | None, dtypes: dict) -> dict:
+def _row(label: str, arch: Architecture, acc, context: int, batch: int, prompt: int | None, dtypes: dict,
+         layout=None) -> dict:
     """Every figure from the query that owns it: ``params``, ``kv_cache``,
     ``kv_cache`` and ``memory_report`` (as ``perfmodel kv-cache``/``memory --context T --batch B``:
     the KV cache of the context, an MLA model's as the latent cache ``kv-cache``
@@ -175,7 +183,12 @@ def _row(label: str, arch: Architecture, acc, context: int, batch: int, prompt: 
     first = api.roofline_report(prefill, by="total").iloc[0]
     step = api.roofline_report(decode, by="total").iloc[0]
     bal = api.balance(decode).iloc[0]
-    return {
+    per_gpu = {}
+    if layout is not None:
+        from perfmodel.per_gpu import layout_labels, memory_row
+
+        per_gpu = {**layout_labels(layout), **memory_row(held, layout)}
+    row = {
         "model": label,
         "gpu": acc.name,
         "context": context,
@@ -196,6 +209,8 @@ def _row(label: str, arch: Architecture, acc, context: int, batch: int, prompt: 
         "balance_batch": bal["balance_batch"],
         "balance_batch_weights_only": bal["balance_batch_weights_only"],
     }
+    row.update(per_gpu)
+    return row
 
 
 def _ratio(x, first):

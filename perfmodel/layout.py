@@ -6,6 +6,14 @@ data- and context-parallel ranks for the experts, so ``ep`` divides ``dp * cp``
 line naming the field (``tp=3 does not divide num_attention_heads=32``); checks that need the
 model are in :meth:`Layout.validate`, which also returns notes (KV heads replicated, uneven
 pipeline stages).
+
+Uneven pipeline stages as Megatron-Core builds them (``get_num_layers_to_build``):
+``first_stage_layers`` / ``last_stage_layers`` (``num_layers_in_first_pipeline_stage`` /
+``..._last_...``) fix the first and last ranks' layers and spread the rest over the
+others; ``embedding_in_split`` / ``loss_in_split`` (``account_for_embedding_in_pipeline_split``
+/ ``account_for_loss_in_pipeline_split``) count the embedding and the LM head with its
+loss as one layer each, so the first and the last virtual stage hold one decoder layer
+fewer (Llama-3.1-405B: 126 + 2 = 128 slots over pp·v = 16·8 stages).
 """
 
 from __future__ import annotations
@@ -54,6 +62,12 @@ class Layout:
     v: int = 1
     micro_batch: int = 1
     micro_batches: int = 1
+    #: decoder layers of the first / last pipeline rank (all its virtual stages); None: an even split
+    first_stage_layers: int | None = None
+    last_stage_layers: int | None = None
+    #: the embedding / the LM head and loss count as one layer of the pipeline split
+    embedding_in_split: bool = False
+    loss_in_split: bool = False
 
     def __post_init__(self):
         for name in ("tp", "pp", "dp", "ep", "cp", "v", "micro_batch", "micro_batches"):
@@ -80,9 +94,27 @@ class Layout:
             if self.micro_batches % self.pp:
                 raise LayoutError("micro_batches", f"micro_batches={self.micro_batches} is not a multiple of "
                                                    f"pp={self.pp} (interleaved schedule)")
+        self._check_split()
         if (self.dp * self.cp) % self.ep:
             raise LayoutError("ep", f"ep={self.ep} does not divide dp*cp={self.dp * self.cp} "
                                     f"(experts are spread over the data-parallel ranks)")
+
+    def _check_split(self) -> None:
+        for name in ("first_stage_layers", "last_stage_layers"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise LayoutError(name, f"{name}={value!r} is not a non-negative integer")
+            if self.pp < 2:
+                raise LayoutError(name, f"{name}={value} needs pp >= 2, got pp={self.pp}")
+        for name in ("embedding_in_split", "loss_in_split"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise LayoutError(name, f"{name}={value!r} is not true/false")
+            if value and (self.first_stage_layers is not None or self.last_stage_layers is not None):
+                raise LayoutError(name, f"{name} cannot be combined with first_stage_layers/last_stage_layers "
+                                        f"(Megatron-Core allows one or the other)")
 
     def _place(self) -> None:
         nodes, per = self.nodes, self.gpus_per_node
@@ -105,20 +137,50 @@ class Layout:
         object.__setattr__(self, "gpus_per_node", per)
 
     def stage_layers(self, num_layers: int) -> tuple[int, ...]:
-        """Layers of each of the pp*v (virtual) stages, in order: the first num_layers % (pp*v) get one more."""
+        """Decoder layers of each of the pp*v (virtual) stages, in model order (virtual stage
+        ``i`` runs on rank ``i % pp``). Even split: the first ``num_layers % (pp*v)`` get one
+        more. ``first/last_stage_layers``: those ranks' layers, the rest spread over the
+        other ranks, each rank's over its ``v`` stages. ``embedding/loss_in_split``: the
+        split of ``num_layers + 1 (+ 1)`` slots, one fewer layer on the first (last) stage."""
         stages = self.pp * self.v
-        base, extra = divmod(num_layers, stages)
-        return tuple(base + (i < extra) for i in range(stages))
+        if self.first_stage_layers is None and self.last_stage_layers is None:
+            sizes = list(_spread(num_layers + self.embedding_in_split + self.loss_in_split, stages))
+            sizes[0] -= self.embedding_in_split
+            sizes[-1] -= self.loss_in_split
+            return tuple(sizes)
+        ends = [self.first_stage_layers, self.last_stage_layers]
+        middle = _spread(num_layers - sum(n or 0 for n in ends), self.pp - sum(n is not None for n in ends))
+        ranks = ([ends[0]] if ends[0] is not None else []) + list(middle) + ([ends[1]] if ends[1] is not None else [])
+        chunks = [_spread(n, self.v) for n in ranks]
+        return tuple(chunks[i % self.pp][i // self.pp] for i in range(stages))
+
+    def _check_stages(self, layers: int) -> None:
+        """pp*v stages (and the fixed first/last ranks) against the model's layers."""
+        slots = layers + self.embedding_in_split + self.loss_in_split
+        if self.pp * self.v > slots:
+            what = f"num_hidden_layers={layers}" + (f" + {slots - layers} (embedding/loss in the split)"
+                                                    if slots > layers else "")
+            raise LayoutError("v", f"pp*v = {self.pp}*{self.v} = {self.pp * self.v} stages exceed {what}")
+        ends = {k: getattr(self, k) for k in ("first_stage_layers", "last_stage_layers") if getattr(self, k) is not None}
+        if not ends:
+            return
+        rest, ranks = layers - sum(ends.values()), self.pp - len(ends)
+        fixed = " + ".join(f"{k}={n}" for k, n in ends.items())
+        if rest < 0:
+            raise LayoutError(next(iter(ends)), f"{fixed} exceeds num_hidden_layers={layers}")
+        if ranks == 0 and rest:
+            raise LayoutError(next(iter(ends)), f"{fixed} is not num_hidden_layers={layers} (pp={self.pp})")
+        if ranks and rest < ranks * self.v:
+            raise LayoutError(next(iter(ends)), f"{fixed} leaves {rest} of num_hidden_layers={layers} for "
+                                                f"{ranks * self.v} other stages")
 
     def validate(self, arch: Architecture) -> tuple[str, ...]:
         """Check the layout against the model; raises LayoutError, returns notes that are not errors."""
         notes = []
         layers = arch.num_hidden_layers
-        if self.pp > layers:
+        if self.pp > layers + self.embedding_in_split + self.loss_in_split:
             raise LayoutError("pp", f"pp={self.pp} exceeds num_hidden_layers={layers}")
-        if self.pp * self.v > layers:
-            raise LayoutError("v", f"pp*v = {self.pp}*{self.v} = {self.pp * self.v} stages exceed "
-                                   f"num_hidden_layers={layers}")
+        self._check_stages(layers)
         stages = self.stage_layers(layers)
         if len(set(stages)) > 1:
             notes.append(f"num_hidden_layers={layers} over {len(stages)} pipeline stages: uneven "
@@ -152,3 +214,9 @@ class Layout:
         if self.ep > 1 and not any(isinstance(f, MoE) for f in ffns):
             raise LayoutError("ep", f"ep={self.ep} needs a mixture-of-experts model (no layer has experts)")
         return tuple(dict.fromkeys(notes))
+
+
+def _spread(total: int, parts: int) -> tuple[int, ...]:
+    """``total`` split over ``parts``, the first ``total % parts`` one more."""
+    base, extra = divmod(total, parts)
+    return tuple(base + (i < extra) for i in range(parts))

@@ -7,7 +7,9 @@ that fit timed and ranked by the objective:
   ``latency`` by end-to-end latency of the batch;
 - training (``train`` iteration): ``throughput`` ranks by tokens/s, ``latency`` by step time.
 
-Tensor parallelism stays inside one scale-up domain unless ``cross_node_tp``.
+Tensor parallelism stays inside one scale-up domain unless ``cross_node_tp``. ``split``
+(the pipeline split fields of :class:`~perfmodel.layout.Layout`) applies to every
+candidate with pp > 1.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _gib(n: float) -> str:
 
 def plan(sc: Scenario, gpus: int, *, objective: str = "throughput", prompt: int = 1024, output: int = 256,
          global_batch: int = 512, micro_batch: int = 1, gpus_per_node: int | None = None, cross_node_tp: bool = False,
-         fusion: Fusion = Fusion()):
+         fusion: Fusion = Fusion(), split: dict | None = None):
     """One row per candidate layout: ``fits``, ``reason`` (empty when it runs), the
     objective's columns, ``rank`` among those that fit (1 = best)."""
     import pandas as pd
@@ -58,7 +60,9 @@ def plan(sc: Scenario, gpus: int, *, objective: str = "throughput", prompt: int 
         try:
             if cand["tp"] > per_node and not cross_node_tp:
                 raise PerfmodelError(f"tp={cand['tp']} spans nodes (scale-up domain {per_node} GPUs)")
-            row.update(_evaluate(sc, cand, gpus, per_node, prompt, output, global_batch, micro_batch, fusion))
+            stages = {k: v for k, v in (split or {}).items() if v not in (None, False)} if cand["pp"] > 1 else {}
+            row.update(_evaluate(sc, {**cand, **stages}, gpus, per_node, prompt, output, global_batch, micro_batch,
+                                 fusion))
         except PerfmodelError as exc:
             row["reason"] = str(exc)
         rows.append(row)
@@ -81,11 +85,11 @@ def _objective(sc: Scenario, objective: str) -> tuple[str, bool]:
 
 def _evaluate(sc, cand, gpus, per_node, prompt, output, global_batch, micro_batch, fusion) -> dict:
     if sc.options.training:
-        from perfmodel.train import iteration, make_layout, memory_per_gpu
+        from perfmodel.train import iteration, make_layout, memory_per_gpu, training_precision
 
         layout = make_layout(sc.arch, sc.accelerator, gpus=gpus, gpus_per_node=per_node, global_batch=global_batch,
                              micro_batch=micro_batch, **cand)
-        one = sc.but(batch=micro_batch, layout=layout)
+        one = training_precision(sc.but(batch=micro_batch, layout=layout))[0]
         need = max(memory_per_gpu(one.but(stage=i), layout, layout.micro_batches, i)["total_bytes"]
                    for i in range(layout.pp))
         _check_fit(need, sc.accelerator)

@@ -69,13 +69,19 @@ for _column, _alias, _text in (
 
 @quantity("kv_cache_bytes", "bytes", "KV cache of b sequences after the step: t cached + s new tokens each", aliases=("kv-cache", "kv"))
 def _kv(sc: Scenario) -> Expr:
-    # the one definition: `kv-cache`, `memory`, `formula` and `sweep` all hold t + s tokens
-    return metrics.kv_cache_bytes(sc.arch, sc.options, S.t + S.s)
+    # the one definition: `kv-cache`, `memory`, `formula` and `sweep` all hold t + s tokens;
+    # on a layout, one GPU's share (the shard's KV heads, layers and tokens)
+    return metrics.kv_cache_bytes(sc.arch, sc.options, S.t + S.s).xreplace(dict(_per_gpu(sc)))
 
 
 @quantity("kv_cache_bytes_per_token", "bytes", "KV cache one token adds across the layers", aliases=("kv-cache-per-token",))
 def _kv_token(sc: Scenario) -> Expr:
-    return metrics.kv_cache_bytes_per_token(sc.arch, sc.options)
+    return metrics.kv_cache_bytes_per_token(sc.arch, sc.options).xreplace(dict(_per_gpu(sc)))
+
+
+def _per_gpu(sc: Scenario) -> tuple:
+    """The shard's symbol map on a layout (KV heads, layer counts, tokens); none on one GPU."""
+    return sc.table.per_gpu if sc.layout is not None else ()
 
 
 for _field in metrics.OP_FIELDS:

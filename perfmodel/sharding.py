@@ -206,10 +206,12 @@ def _comm_rows(arch, options: Options, layout: Layout, forward: list[Op]) -> dic
 
 def _pipeline_rows(layout: Layout, forward: list[Op], stage: int, training: bool) -> list[Comm]:
     """Activations (forward) and their gradients (backward) across this stage's boundaries,
-    once per virtual stage."""
+    once per virtual stage: the GPU's own shard of the residual stream, ``s/cp`` tokens and,
+    with sequence parallelism, ``1/tp`` of them (Megatron-Core ``get_tensor_shapes``)."""
     if layout.pp == 1:
         return []
     message = next(op.act_write_bytes for op in forward if op.name in RESIDUALS and op.group != "model")
+    message = _xreplace(message, {S.s: S.s / layout.cp}) / (layout.tp if layout.sequence_parallel else 1)
     rows = []
     if stage < layout.pp - 1 or layout.v > 1:
         rows.append(comm("pp.send_activations", "send_recv", "pp", message, repeat=layout.v, group="model"))

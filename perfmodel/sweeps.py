@@ -32,15 +32,22 @@ _COUNT_UNITS = ("parameters", "bytes", "FLOPs")
 Grid = Sequence[int] | str | int | None
 
 
-def sweep(sc: Scenario, metric: str, *, batch: Grid = None, seq: Grid = None, context: Grid = None) -> pd.DataFrame:
+def sweep(sc: Scenario, metric: str, *, batch: Grid = None, seq: Grid = None, context: Grid = None,
+          layout=None) -> pd.DataFrame:
     """``metric`` (a name from :mod:`perfmodel.quantities`, e.g. ``time_s``) for every
     combination of ``batch``, ``seq`` (new tokens) and ``context`` (cached tokens).
 
     Each grid is a list of counts, a grid string (``"1k..128k:x2"``, see
     :mod:`perfmodel.grid`) or None for the scenario's own value. Columns: ``model``,
     ``phase``, ``batch``, ``seq``, ``context``, ``metric``, ``unit``, ``value``.
+    With a ``layout``: one GPU's value (:func:`perfmodel.per_gpu.grid_values`), the
+    layout's columns, and ``memory_per_gpu_bytes``/``fits`` per GPU; time quantities are
+    refused (their communication is timed by ``request``).
     """
     q = lookup(metric)
+    if layout is not None and q.needs_gpu:
+        raise PerfmodelError(f"sweep: {q.name} on a layout needs its communication timed; use `request` with the "
+                             f"layout (memory, parameter and FLOP quantities sweep per GPU)")
     if q.needs_gpu:
         sc.require_accelerator()
     axes = {
@@ -53,7 +60,12 @@ def sweep(sc: Scenario, metric: str, *, batch: Grid = None, seq: Grid = None, co
         raise PerfmodelError(f"sweep: {points:,} grid points is more than the limit of {MAX_POINTS:,}")
     # the largest corner must be a valid scenario (positions, training without a cache)
     sc.but(**{name: int(a[-1]) for name, a in axes.items()})
-    values = grid_values(q.build(sc), sc.values, axes)
+    if layout is None:
+        values = grid_values(q.build(sc), sc.values, axes)
+    else:
+        from perfmodel.per_gpu import grid_values as per_gpu
+
+        values = per_gpu(sc, layout, q.build, axes)
     if q.unit in _COUNT_UNITS and np.all(np.abs(values) < 2**53) and np.all(values == np.round(values)):
         values = values.astype(np.int64)
     columns = np.meshgrid(*axes.values(), indexing="ij")
@@ -63,6 +75,18 @@ def sweep(sc: Scenario, metric: str, *, batch: Grid = None, seq: Grid = None, co
     frame["metric"] = q.name
     frame["unit"] = q.unit
     frame["value"] = values.ravel()
+    if layout is not None:
+        from perfmodel.fits import needed_bytes_expr
+        from perfmodel.per_gpu import layout_labels, grid_values as per_gpu
+
+        for i, (k, v) in enumerate(layout_labels(layout).items()):
+            frame.insert(2 + i, k, v)
+        need = per_gpu(sc, layout, needed_bytes_expr, axes).ravel()
+        frame["memory_per_gpu_bytes"] = need
+        if sc.accelerator is not None:
+            frame["capacity_per_gpu_bytes"] = sc.accelerator.memory_bytes
+            frame["fits"] = need <= sc.accelerator.memory_bytes
+        return frame
     if sc.accelerator is not None:
         _add_fits(sc, axes, frame)
     return frame

@@ -17,6 +17,22 @@ runs with its usual flags):
 - ``Overlap.param_gather`` (``--overlap-param-gather``, on): ZeRO-1/2 parameter
   all-gathers hide under the next iteration's first forward, and ZeRO-3's per-layer
   gathers under the compute of each micro-batch (FSDP prefetch).
+- ``Overlap.tp_comm`` (``--tp-comm-overlap``, off as in Megatron-Core; Megatron-Bridge's
+  Llama recipes turn it on): Transformer Engine's userbuffers pipeline the TP
+  all-gathers / reduce-scatters with the linear GEMMs they feed.
+- ``Overlap.ep_comm`` (``--overlap-moe-expert-parallel-comm``, off as in Megatron-Core):
+  the EP all-to-alls of one micro-batch run under another's compute.
+- ``Overlap.p2p`` (``--overlap-p2p-communication``, on as in Megatron-LM; only the
+  interleaved schedule overlaps): pipeline sends and receives under the next chunk.
+
+The overlapped collectives of a micro-batch share its compute window: exposed is what
+exceeds it (``max(0, Σ overlapped − compute)``), plus every collective not overlapped.
+
+Precision: ``fp8`` training is Transformer Engine's ``fp8_autocast`` over Megatron-Core's
+TE linears (the recipes FP8 delayed/current scaling and MXFP8): the linear layers' GEMMs
+run at the FP8 rate; the LM head (Megatron-Core's own ``ColumnParallelLinear``), the
+router, the attention core (``fp8_dot_product_attention`` off) and every activation,
+saved tensor and message stay BF16.
 
 Memory per GPU: weights, gradients and optimizer states of the GPU's shard, divided over
 the data-parallel ranks by the ZeRO stage (Rajbhandari et al. 2019, §5), and the
@@ -56,6 +72,37 @@ class Overlap:
 
     grad_reduce: bool = True
     param_gather: bool = True
+    tp_comm: bool = False
+    ep_comm: bool = False
+    p2p: bool = True
+
+    def hidden_axes(self, layout: Layout) -> tuple[str, ...]:
+        """The per-micro-batch collectives (by axis) that run under compute."""
+        return tuple(axis for axis, on in (("tp", self.tp_comm), ("ep", self.ep_comm),
+                                           ("pp", self.p2p and layout.v > 1)) if on)
+
+
+#: FP8 training keeps these GEMMs in BF16 (see the module docstring)
+BF16_GEMMS = ("lm_head", "moe.router")
+#: the axes of the per-micro-batch collectives
+LAYER_AXES = ("tp", "ep", "cp", "pp")
+
+
+def training_precision(sc: Scenario) -> tuple[Scenario, str]:
+    """(the scenario with BF16 activations, the linear GEMMs' dtype) for FP8 training;
+    ``(sc, its GEMM dtype)`` otherwise."""
+    if gemm_dtype(sc) == "fp8":
+        return sc.but(act_dtype="bf16", kv_dtype="bf16"), "fp8"
+    return sc, gemm_dtype(sc)
+
+
+def kernel_dtype(kernel, linear_dtype: str) -> str:
+    """The dtype a kernel's products run in: ``linear_dtype`` for the linear layers, BF16
+    for the rest when the linears run FP8."""
+    if linear_dtype != "fp8":
+        return linear_dtype
+    linear = kernel.kind == "gemm" and not any(part in BF16_GEMMS for part in kernel.name.split("+"))
+    return "fp8" if linear else "bf16"
 
 
 def micro_batches(global_batch: int, dp: int, micro_batch: int) -> int:
@@ -90,17 +137,23 @@ def in_flight(layout: Layout, m: int, stage: int):
     return Integer(min(m, p - stage))
 
 
-def _seconds(ops, sc: Scenario, fusion: Fusion) -> float:
-    """The cost model's kernel seconds of ``ops`` at the scenario's values."""
+def _seconds(ops, sc: Scenario, fusion: Fusion, linear_dtype: str | None = None) -> float:
+    """The cost model's kernel seconds of ``ops`` at the scenario's values, each kernel
+    at its dtype (:func:`kernel_dtype`; default: the scenario's GEMM dtype)."""
     if not ops:
         return 0.0
     acc = sc.require_accelerator()
     params = cost_params(acc)
-    dtype = gemm_dtype(sc)
-    numbers = {**accelerator_terms(acc, params, dtype), **dict(zip(PARAMETERS, params.vector(dtype))), **sc.values}
+    linear_dtype = linear_dtype or gemm_dtype(sc)
+    terms = {}
     # each kernel's inputs as numbers first: the formulas' Max/Piecewise then evaluate at once
     total = 0.0
     for kernel in kernels(ops, fusion):
+        dtype = kernel_dtype(kernel, linear_dtype)
+        if dtype not in terms:
+            terms[dtype] = {**accelerator_terms(acc, params, dtype), **dict(zip(PARAMETERS, params.vector(dtype))),
+                            **sc.values}
+        numbers = terms[dtype]
         inputs = {k: v if k == "group" else sympify(v).xreplace(numbers) for k, v in kernel.inputs.items()}
         seconds = kernel_time(replace(kernel, inputs=inputs), fusion).xreplace(numbers)
         total += float(seconds) * float(sympify(kernel.repeat).xreplace(numbers))
@@ -115,39 +168,42 @@ def _comm(ops, sc: Scenario, layout: Layout, during) -> float:
 _STAGES: dict = {}
 
 
-def stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion) -> dict:
+def stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion, linear_dtype: str | None = None) -> dict:
     """One micro-batch on one stage: forward, backward (with recomputation) and
-    communication seconds; and the once-per-iteration data-parallel sync and optimizer
-    (kept per model, step, accelerator and layout: ``plan`` and validation repeat them)."""
+    communication seconds by axis; and the once-per-iteration data-parallel sync and
+    optimizer (kept per model, step, accelerator and layout: ``plan`` and validation
+    repeat them). ``linear_dtype``: the linear layers' GEMM dtype (default the scenario's)."""
+    linear_dtype = linear_dtype or gemm_dtype(sc)
     key = (sc.arch, sc.options, sc.batch, sc.seq_tokens, sc.weight_dtype, sc.act_dtype, sc.accelerator.name,
-           replace(layout, micro_batches=1 if layout.schedule == "1f1b" else layout.pp), stage, fusion)
+           replace(layout, micro_batches=1 if layout.schedule == "1f1b" else layout.pp), stage, fusion, linear_dtype)
     if key not in _STAGES:
-        _STAGES[key] = _stage_costs(sc, layout, stage, fusion)
+        _STAGES[key] = _stage_costs(sc, layout, stage, fusion, linear_dtype)
     return _STAGES[key]
 
 
 _KERNELS: dict = {}
 
 
-def _stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion) -> dict:
+def _stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion, linear_dtype: str) -> dict:
     st = sc.but(layout=layout, stage=stage)
     ops = st.table.ops
     # the kernels do not depend on the data-parallel size: shared by layouts that differ in dp
     from perfmodel.parallel import stage_signature
 
     key = (sc.arch, sc.options, sc.batch, sc.seq_tokens, sc.weight_dtype, sc.act_dtype, sc.accelerator.name, layout.tp,
-           layout.ep, layout.cp, layout.sequence_parallel, stage_signature(sc.arch, layout, stage), fusion)
+           layout.ep, layout.cp, layout.sequence_parallel, stage_signature(sc.arch, layout, stage), fusion, linear_dtype)
     if key not in _KERNELS:
-        _KERNELS[key] = (_seconds([op for op in ops if op.pass_ == "fwd"], st, fusion),
-                         _seconds([op for op in ops if op.pass_ in ("recompute", "bwd")], st, fusion))
+        _KERNELS[key] = (_seconds([op for op in ops if op.pass_ == "fwd"], st, fusion, linear_dtype),
+                         _seconds([op for op in ops if op.pass_ in ("recompute", "bwd")], st, fusion, linear_dtype))
     fwd, bwd = _KERNELS[key]
-    layer_comm = [op for op in ops if isinstance(op, Comm) and op.axis in ("tp", "ep", "cp", "pp")]
+    layer_comm = {axis: _comm([op for op in ops if isinstance(op, Comm) and op.axis == axis], st, layout,
+                              ("fwd", "recompute", "bwd")) for axis in LAYER_AXES}
     zero3 = _comm([op for op in ops if op.name.endswith("zero3_all_gather")], st, layout, ("fwd", "bwd"))
     sync_ops = [op for op in ops if isinstance(op, Comm) and op.during == "grad_sync"]
     grad = _comm([op for op in sync_ops if "grad" in op.name], st, layout, ("grad_sync",))
     gather = _comm([op for op in sync_ops if "param" in op.name], st, layout, ("grad_sync",))
     optimizer = _seconds([op for op in ops if op.pass_ == "optimizer"], st, Fusion(fold_elementwise=False))
-    return {"fwd_s": fwd, "bwd_s": bwd, "comm_s": _comm(layer_comm, st, layout, ("fwd", "recompute", "bwd")),
+    return {"fwd_s": fwd, "bwd_s": bwd, "comm_s": layer_comm,
             "zero3_gather_s": zero3, "grad_sync_s": grad, "param_gather_s": gather, "optimizer_s": optimizer,
             "scenario": st}
 
@@ -160,13 +216,18 @@ def iteration(sc: Scenario, layout: Layout, fusion: Fusion = Fusion(), overlap: 
         raise PerfmodelError("train: the scenario's phase must be train")
     m = layout.micro_batches
     global_batch = layout.dp * layout.micro_batch * m
-    sc = sc.but(batch=layout.micro_batch)
-    stages = [stage_costs(sc, layout, i, fusion) for i in range(layout.pp)]
-    per_mb = []
+    peak = sc.require_accelerator().peak(gemm_dtype(sc))
+    sc, linear_dtype = training_precision(sc.but(batch=layout.micro_batch))
+    stages = [stage_costs(sc, layout, i, fusion, linear_dtype) for i in range(layout.pp)]
+    hidden = overlap.hidden_axes(layout)
+    per_mb, exposed_layer = [], []
     for c in stages:
         compute = c["fwd_s"] + c["bwd_s"]
         zero3 = max(0.0, c["zero3_gather_s"] - compute) if overlap.param_gather else c["zero3_gather_s"]
-        per_mb.append(compute + c["comm_s"] + zero3)
+        shared = sum(c["comm_s"][a] for a in hidden)
+        exposed = sum(t for a, t in c["comm_s"].items() if a not in hidden) + max(0.0, shared - compute)
+        exposed_layer.append(exposed)
+        per_mb.append(compute + exposed + zero3)
     slowest = max(per_mb)
     p, v = layout.pp, layout.v
     pipeline = (m + (p - 1) / v) * slowest
@@ -181,8 +242,7 @@ def iteration(sc: Scenario, layout: Layout, fusion: Fusion = Fusion(), overlap: 
     worst = max(range(p), key=lambda i: memory[i]["total_bytes"])
     flops = model_flops(sc, global_batch)
     acc = sc.require_accelerator()
-    peak = acc.peak(gemm_dtype(sc))
-    exposed_comm = m * max(c["comm_s"] for c in stages) + max(
+    exposed_comm = m * max(exposed_layer) + max(
         max(0.0, c["grad_sync_s"] - (c["bwd_s"] if overlap.grad_reduce else 0.0)) for c in stages)
     return {
         "step_time_s": step,
@@ -233,6 +293,12 @@ def memory_per_gpu(st: Scenario, layout: Layout, m: int, stage: int) -> dict:
     return out
 
 
+def rank_layers(layout: Layout, num_layers: int) -> tuple[int, ...]:
+    """Decoder layers on each pipeline rank (its virtual stages together)."""
+    stages = layout.stage_layers(num_layers)
+    return tuple(sum(stages[r::layout.pp]) for r in range(layout.pp))
+
+
 def run(row: dict, tokens: int, gpus: int) -> dict:
     """The whole run: iterations, wall-clock days and GPU-hours to train on ``tokens``."""
     seconds = tokens / row["tokens_per_s"]
@@ -249,8 +315,9 @@ def default_gpus_per_node(acc, gpus: int) -> int:
 
 def make_layout(arch, acc, *, gpus: int, tp: int = 1, pp: int = 1, dp: int | None = None, ep: int = 1, cp: int = 1,
                 zero: int = 1, sequence_parallel: bool | None = None, interleave: int = 1, micro_batch: int = 1,
-                global_batch: int = 512, gpus_per_node: int | None = None) -> Layout:
-    """A validated training layout; ``dp`` defaults to ``gpus / (tp·pp·cp)``."""
+                global_batch: int = 512, gpus_per_node: int | None = None, **split) -> Layout:
+    """A validated training layout; ``dp`` defaults to ``gpus / (tp·pp·cp)``; ``split``: the
+    pipeline split fields of :class:`Layout` (first/last_stage_layers, embedding/loss_in_split)."""
     if dp is None:
         if gpus % (tp * pp * cp):
             raise PerfmodelError(f"gpus={gpus} is not a multiple of tp*pp*cp = {tp}*{pp}*{cp} = {tp * pp * cp}")
@@ -260,7 +327,7 @@ def make_layout(arch, acc, *, gpus: int, tp: int = 1, pp: int = 1, dp: int | Non
                     gpus_per_node=gpus_per_node or default_gpus_per_node(acc, gpus),
                     sequence_parallel=tp > 1 if sequence_parallel is None else sequence_parallel,
                     schedule="interleaved" if interleave > 1 else "1f1b", v=interleave, micro_batch=micro_batch,
-                    micro_batches=m)
+                    micro_batches=m, **split)
     layout.validate(arch)
     return layout
 
@@ -275,7 +342,9 @@ def report(sc: Scenario, layout: Layout, *, tokens: int | None = None, fusion: F
               "pp": layout.pp, "dp": layout.dp, "ep": layout.ep, "cp": layout.cp, "zero": layout.zero,
               "sequence_parallel": layout.sequence_parallel, "schedule": layout.schedule, "interleave": layout.v,
               "global_batch": layout.dp * layout.micro_batch * layout.micro_batches, "micro_batch": layout.micro_batch,
-              "seq": sc.seq_tokens, "recompute": sc.options.recompute}
+              "seq": sc.seq_tokens, "recompute": sc.options.recompute,
+              "layers_per_stage": ",".join(str(n) for n in rank_layers(layout, sc.arch.num_hidden_layers)),
+              "tp_comm_overlap": overlap.tp_comm, "ep_comm_overlap": overlap.ep_comm, "overlap_p2p_comm": overlap.p2p}
     out = {**labels, **row}
     if tokens is not None:
         out.update(run(row, tokens, layout.gpus))

@@ -95,3 +95,62 @@ def test_kv_heads_that_cannot_be_replicated_evenly():
     with pytest.raises(LayoutError, match=r"^tp=12 is not a multiple of num_key_value_heads=8 \(KV heads fewer "
                                           r"than tp are replicated\)$"):
         Layout(tp=12).validate(from_config(config, name="llama-48-heads"))
+
+
+LLAMA_405B_LAYERS = 126  # meta-llama/Llama-3.1-405B config.json num_hidden_layers
+
+
+def test_embedding_and_loss_counted_as_layers_as_megatron_core_builds_them():
+    """Megatron-Core get_num_layers_to_build with account_for_embedding/loss_in_pipeline_split
+    (the Llama-3.1-405B recipe): (126 + 2) / (pp*v) layers per virtual stage, one fewer on
+    the first virtual stage of rank 0 and the last of rank pp-1. pp=16, v=8: 128 slots, one
+    each; rank 0 runs its 8 virtual stages = 7 decoder layers + the embedding."""
+    layout = Layout(pp=16, v=8, schedule="interleaved", micro_batches=16, embedding_in_split=True, loss_in_split=True)
+    stages = layout.stage_layers(LLAMA_405B_LAYERS)
+    assert len(stages) == 128 and stages[0] == 0 and stages[-1] == 0 and set(stages[1:-1]) == {1}
+    per_rank = [sum(stages[r::16]) for r in range(16)]
+    assert per_rank == [7] + [8] * 14 + [7]
+    # pp=8, v=2 (the recipe's own): 128 / 16 = 8 slots per virtual stage
+    recipe = Layout(pp=8, v=2, schedule="interleaved", micro_batches=8, embedding_in_split=True, loss_in_split=True)
+    assert recipe.stage_layers(LLAMA_405B_LAYERS) == (7,) + (8,) * 14 + (7,)
+    # without them 128 stages do not fit 126 layers
+    with pytest.raises(LayoutError, match=r"pp\*v = 16\*8 = 128 stages exceed num_hidden_layers=126$"):
+        Layout(pp=16, v=8, schedule="interleaved", micro_batches=16)._check_stages(LLAMA_405B_LAYERS)
+
+
+def test_first_and_last_stage_layers():
+    """num_layers_in_first/last_pipeline_stage: 32 layers, pp=4, first 5, last 3: the
+    middle two ranks share 24, 12 each; with v=2 each rank's layers split over its two
+    virtual stages (rank 0: 3 + 2)."""
+    assert Layout(pp=4, first_stage_layers=5, last_stage_layers=3).stage_layers(32) == (5, 12, 12, 3)
+    v2 = Layout(pp=4, v=2, schedule="interleaved", micro_batches=4, first_stage_layers=5, last_stage_layers=3)
+    assert v2.stage_layers(32) == (3, 6, 6, 2, 2, 6, 6, 1)
+    assert Layout(pp=2, first_stage_layers=15).stage_layers(32) == (15, 17)
+    notes = Layout(pp=4, first_stage_layers=5, last_stage_layers=3).validate(LLAMA)
+    assert "num_hidden_layers=32 over 4 pipeline stages: uneven (12 and 3 layers)" in notes
+
+
+@pytest.mark.parametrize("kw, field, message", [
+    (dict(pp=4, first_stage_layers=30, last_stage_layers=5), "first_stage_layers",
+     "first_stage_layers=30 + last_stage_layers=5 exceeds num_hidden_layers=32"),
+    (dict(pp=2, first_stage_layers=10, last_stage_layers=10), "first_stage_layers",
+     "first_stage_layers=10 + last_stage_layers=10 is not num_hidden_layers=32 (pp=2)"),
+    (dict(pp=4, first_stage_layers=31), "first_stage_layers",
+     "first_stage_layers=31 leaves 1 of num_hidden_layers=32 for 3 other stages"),
+])
+def test_uneven_splits_the_model_refuses(kw, field, message):
+    with pytest.raises(LayoutError) as err:
+        Layout(**kw).validate(LLAMA)
+    assert err.value.field == field and str(err.value) == message
+
+
+@pytest.mark.parametrize("kw, field, message", [
+    (dict(first_stage_layers=4), "first_stage_layers", "first_stage_layers=4 needs pp >= 2, got pp=1"),
+    (dict(pp=2, last_stage_layers=-1), "last_stage_layers", "last_stage_layers=-1 is not a non-negative integer"),
+    (dict(pp=2, first_stage_layers=4, embedding_in_split=True), "embedding_in_split",
+     "embedding_in_split cannot be combined with first_stage_layers/last_stage_layers (Megatron-Core allows one or the other)"),
+])
+def test_uneven_splits_that_cannot_exist(kw, field, message):
+    with pytest.raises(LayoutError) as err:
+        Layout(**kw)
+    assert err.value.field == field and str(err.value) == message

@@ -41,3 +41,18 @@ def test_latency_objective_ranks_by_end_to_end_latency():
                  "--output", "8", "--objective", "latency")
     ranked = sorted(rows, key=lambda r: r["rank"])
     assert [r["e2e_latency_s"] for r in ranked] == sorted(r["e2e_latency_s"] for r in rows)
+
+
+def test_first_stage_layers_apply_to_pipelined_layouts_only():
+    """--first-stage-layers 31 on Llama-3-8B (32 layers): pp=2 puts 31 and 1 layers on its
+    ranks (runs); pp=4 leaves 1 layer for the other 3 ranks (refused, with the reason);
+    layouts without a pipeline ignore it."""
+    rows = _plan("--model", "llama-3-8b", "--gpu", "h100", "--gpus", "4", "--batch", "8", "--prompt", "256",
+                 "--output", "16", "--first-stage-layers", "31")
+    by = {(r["tp"], r["pp"], r["dp"]): r for r in rows}
+    assert by[(1, 4, 1)]["reason"] == "first_stage_layers=31 leaves 1 of num_hidden_layers=32 for 3 other stages"
+    assert by[(1, 2, 2)]["reason"] == "" and by[(2, 2, 1)]["reason"] == "" and by[(4, 1, 1)]["reason"] == ""
+    # the 31-layer stage holds nearly twice the weights of an even 16/16 split
+    even = {(r["tp"], r["pp"], r["dp"]): r for r in _plan("--model", "llama-3-8b", "--gpu", "h100", "--gpus", "4",
+                                                             "--batch", "8", "--prompt", "256", "--output", "16")}
+    assert by[(1, 2, 2)]["memory_per_gpu_bytes"] > 1.5 * even[(1, 2, 2)]["memory_per_gpu_bytes"]

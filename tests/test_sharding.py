@@ -175,3 +175,26 @@ def test_expert_all_to_all_and_data_parallel_rows():
     assert placement(layout, "dp") == (1, 2) and placement(layout, "tp") == (8, 1)
     moe = shard(build(MIXTRAL, TRAIN), Layout(dp=4, ep=4))
     assert {c.name for c in communication(moe) if c.axis == "ep"} == {"ep.moe.dispatch", "ep.moe.combine"}
+
+
+def test_pipeline_message_is_the_gpus_sequence_shard():
+    """Megatron-Core get_tensor_shapes: the p2p tensor is (s/cp [/tp with sequence
+    parallelism], b, h). Llama-3.1-70B, h=8192, s=8192, b=1, bf16: 8192*8192*2 = 128 MiB
+    whole; tp=4 with SP: 32 MiB; with cp=2 as well: 16 MiB."""
+    values = bindings(LLAMA70, b=1, s=8192, t=0)
+    whole = 8192 * 8192 * 2
+    for kw, expected in ((dict(pp=2), whole), (dict(pp=2, tp=4, sequence_parallel=True), whole // 4),
+                         (dict(pp=2, tp=4, cp=2, sequence_parallel=True), whole // 8)):
+        table = shard(build(LLAMA70, TRAIN), Layout(**kw), 0)
+        send = next(c for c in communication(table) if c.name == "pp.send_activations")
+        assert value(send.message_bytes, values) == expected
+
+
+def test_a_stage_of_only_the_embedding():
+    """Embedding counted as a layer (account_for_embedding_in_pipeline_split), 80 layers
+    + 1 over pp=3: 27 slots each; stage 0 runs the embedding and 26 layers, stage 1 27,
+    stage 2 27 and the head."""
+    layout = Layout(pp=3, embedding_in_split=True)
+    tables = [shard(build(LLAMA70, TRAIN), layout, stage) for stage in range(3)]
+    assert [next(op.repeat for op in t.ops if op.name == "attn.q_proj") for t in tables] == [26, 27, 27]
+    assert [any(op.name == "embed.tokens" for op in t.ops) for t in tables] == [True, False, False]

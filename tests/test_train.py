@@ -112,3 +112,77 @@ def test_bad_training_layouts(kw, message):
     with pytest.raises(Exception) as err:
         make_layout(LLAMA, H100, **kw)
     assert str(err.value) == message
+
+
+def test_tp_comm_overlap_hides_the_tp_collectives_under_compute():
+    """One stage (pp=1, dp=1): step = m·(compute + exposed) + optimizer. With the TP
+    collectives overlapped and shorter than the compute they hide under, each micro-batch
+    saves exactly its TP time: the steps differ by m·T_tp."""
+    from perfmodel.cost import Fusion
+    from perfmodel.train import Overlap
+
+    layout = Layout(tp=8, micro_batches=4, sequence_parallel=True)
+    plain, hidden = (iteration(_sc(), layout, overlap=Overlap(tp_comm=on)) for on in (False, True))
+    c = stage_costs(_sc().but(batch=1), layout, 0, Fusion())
+    assert 0 < c["comm_s"]["tp"] < c["fwd_s"] + c["bwd_s"]
+    assert plain["step_time_s"] - hidden["step_time_s"] == pytest.approx(4 * c["comm_s"]["tp"], rel=1e-9)
+    assert hidden["exposed_communication_s"] < plain["exposed_communication_s"]
+
+
+def test_p2p_overlap_only_in_the_interleaved_schedule():
+    """Megatron overlaps pipeline sends with compute only in the interleaved schedule."""
+    from perfmodel.train import Overlap
+
+    assert Overlap().hidden_axes(Layout(pp=2, micro_batches=2)) == ()
+    assert Overlap().hidden_axes(Layout(pp=2, v=2, schedule="interleaved", micro_batches=2)) == ("pp",)
+    assert Overlap(tp_comm=True, ep_comm=True, p2p=False).hidden_axes(Layout(pp=2, micro_batches=2)) == ("tp", "ep")
+
+
+def test_fp8_training_runs_the_linears_in_fp8_and_keeps_bf16_activations():
+    """Transformer Engine FP8: the linear layers' GEMMs run FP8, the LM head, router and
+    attention core BF16; activations (memory) and messages stay BF16."""
+    from perfmodel.cost import Kernel
+    from perfmodel.train import kernel_dtype
+
+    assert kernel_dtype(Kernel("gemm", "attn.q_proj+attn.k_proj+attn.v_proj", {}, 1), "fp8") == "fp8"
+    assert kernel_dtype(Kernel("gemm", "moe.experts.gate_up_proj", {}, 1), "fp8") == "fp8"
+    assert kernel_dtype(Kernel("gemm", "lm_head", {}, 1), "fp8") == "bf16"
+    assert kernel_dtype(Kernel("gemm", "moe.router", {}, 1), "fp8") == "bf16"
+    assert kernel_dtype(Kernel("attention", "attn.core.fwd", {}, 1), "fp8") == "bf16"
+    assert kernel_dtype(Kernel("gemm", "lm_head", {}, 1), "bf16") == "bf16"
+    layout = Layout(tp=2, micro_batches=2, sequence_parallel=True)
+    bf16, fp8 = (iteration(_sc().but(act_dtype=d, kv_dtype=d), layout) for d in ("bf16", "fp8"))
+    assert fp8["activation_bytes_per_gpu"] == bf16["activation_bytes_per_gpu"]
+    assert fp8["exposed_communication_s"] == pytest.approx(bf16["exposed_communication_s"])
+    assert fp8["step_time_s"] < bf16["step_time_s"]
+
+
+def test_cli_train_uneven_pipeline_split():
+    runner = CliRunner()
+    base = ["train", "--model", "llama-3-8b", "--gpu", "h100", "--gpus", "4", "--pp", "4", "--global-batch", "8",
+            "--seq", "2048", "--format", "json"]
+    res = runner.invoke(cli.cli, base + ["--first-stage-layers", "6", "--last-stage-layers", "6"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)[0]["layers_per_stage"] == "6,10,10,6"
+    # embedding and loss counted as layers, pp=2 (Megatron-Core's divisible case): 34 slots,
+    # 17 a rank, the embedding and the loss take one each: 16 decoder layers on both
+    two = ["--gpus", "2", "--pp", "2", "--embedding-in-split", "--loss-in-split"]
+    res = runner.invoke(cli.cli, base[:5] + base[9:] + two)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)[0]["layers_per_stage"] == "16,16"
+    # 34 slots over pp*v = 4*8 = 32 virtual stages: stages 0 and 1 get 2 slots, the rest 1;
+    # stage 0 gives one to the embedding, stage 31 its one to the loss. Rank r holds
+    # stages r, r+4, ..., r+28: rank 0 1+7 = 8, rank 1 2+7 = 9, rank 2 8, rank 3 7+0 = 7
+    res = runner.invoke(cli.cli, base + ["--interleave", "8", "--embedding-in-split", "--loss-in-split"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)[0]["layers_per_stage"] == "8,9,8,7"
+
+
+def test_training_split_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["train", "--model", "llama-3-8b", "--gpu", "h100", "--gpus", "4", "--pp", "4", "--global-batch", "8",
+                  "--first-stage-layers", "30", "--last-stage-layers", "5"])
+    out = capsys.readouterr()
+    assert done.value.code == 2
+    assert (out.out + out.err).strip().splitlines() == [
+        "error: first_stage_layers=30 + last_stage_layers=5 exceeds num_hidden_layers=32"]
