@@ -2,8 +2,11 @@
 measurements the project ships, with their out-of-sample errors.
 
 1. **GEMM terms per part** (:mod:`hardware.gemm_fit`): the plateau per dtype, the
-   K ramp and the fixed time where the rows vary enough, the weight-streaming fraction
-   and small-transfer bytes where rows with ``M ≤ 128`` exist.
+   K ramp (a dtype with 20 or more rows gets its own: FP8) and the fixed time where the
+   rows vary enough, the weight-streaming fraction and small-transfer bytes where rows
+   with ``M ≤ 128`` exist. Parts on one die (H200 = H100's GH100) are fitted together.
+   DeepGEMM's m-grouped (MoE) rows are never fitted: they score the grouped formula
+   out of sample.
 2. **Engine terms, shared by every part** (:mod:`hardware.e2e`): the fixed time per
    kernel, the per-step overhead (with and without CUDA graphs), attention's plateau,
    and the weight-streaming fraction of parts without GEMV rows, fitted to the
@@ -85,6 +88,8 @@ def fit_gemms(data: dict) -> dict:
         names = [f"gemm_efficiency.{d}" for d in sorted(g["dtype"].unique())]
         if len(g) >= 20:
             names += ["gemm_k_half", "kernel_s"]
+        # a dtype with enough rows of its own gets its own K ramp (the 16-bit one stays the default)
+        names += [f"gemm_k_half_dtype.{d}" for d, n in g["dtype"].value_counts().items() if d != "bf16" and n >= 20]
         if (g["M"] <= 128).sum() >= 5:
             names += ["weight_stream_efficiency", "stream_bytes_half"]
         base = params_for(acc, data)
@@ -126,15 +131,17 @@ def fit_gemms(data: dict) -> dict:
             src += f", {' and '.join(parts)} pooled"
         own = {"gemm_efficiency": {}}
         for n in names:
-            if n.startswith("gemm_efficiency."):
-                own["gemm_efficiency"][n.split(".", 1)[1]] = _entry(params.gemm_efficiency[n.split(".", 1)[1]], src)
+            field, _, dtype = n.partition(".")
+            if dtype:
+                own.setdefault(field, {})[dtype] = _entry(getattr(params, field)[dtype], src)
             else:
                 own[n] = _entry(getattr(params, n), src)
         for part in {key, *[k for k, (die, _) in SAME_DIE.items() if die == key]}:
             why = "" if part == key else f" (fitted on {key}'s die: {SAME_DIE[part][1]})"
             entry = json.loads(json.dumps(own))
-            for v in [*entry["gemm_efficiency"].values(), *[e for n, e in entry.items() if n != "gemm_efficiency"]]:
-                v["source"] += why
+            for n, e in entry.items():
+                for v in (e.values() if n in ("gemm_efficiency", "gemm_k_half_dtype") else [e]):
+                    v["source"] += why
             data["accelerators"].setdefault(part, {}).update(entry)
     return report
 
@@ -274,6 +281,7 @@ TRANSFERS = (
     ("attention_k_half", "a100-80gb-sxm", "FlashAttention-2's schedule, the kernel every engine has"),
     ("softmax_overlap", "a100-80gb-sxm", "FlashAttention-2's schedule, the kernel every engine has"),
 )
+FP8_RAMP_DONOR = "h100-sxm"
 FIXED_DEFAULTS = {
     "dequant_ops_per_weight": (4.0, "not fitted (no published prefill of a weight-only kernel in the data): 4 vector "
                                "operations per weight, the dequantize loop of GPTQ/AWQ-style kernels: unpack (shift and "
@@ -293,6 +301,10 @@ def _transfer_defaults(data: dict) -> None:
         own = data["accelerators"].get(donor, {})
         if name in own:
             data["defaults"][name] = _entry(own[name]["value"], f"{donor}'s fit ({why}), taken for parts without their own")
+    donor = data["accelerators"].get(FP8_RAMP_DONOR, {})
+    data["defaults"]["gemm_k_half_dtype"] = {
+        d: _entry(e["value"], f"{FP8_RAMP_DONOR}'s fit (the only part with FP8 GEMMs over enough K to fit a ramp), "
+                  "taken for parts without their own") for d, e in donor.get("gemm_k_half_dtype", {}).items()}
 
 
 def _with_defaults(data: dict, values: dict, source: str) -> dict:

@@ -5,10 +5,12 @@
 Each row is one matrix product ``(M, N, K)`` (times ``batch``) in one dtype on one GPU
 with its measured seconds (``time_us``, else ``2·M·N·K·batch / TFLOP/s``). The model is
 :data:`perfmodel.cost.GEMM_TIME_S`; the fit is least squares on ``ln t`` over the
-terms the rows determine: the plateau ``e_g`` per dtype, the ramp ``K_h``, the
+terms the rows determine: the plateau ``e_g`` per dtype, the ramp ``K_h`` (per dtype
+where a dtype has enough rows), the
 weight-streaming fraction ``e_w`` and the small-transfer bytes ``X_h`` (when rows with
 ``M ≤ 128`` exist) and the fixed ``t_k``. Sources are held out one at a time to give
-the out-of-sample error.
+the out-of-sample error. Grouped (MoE) GEMMs (:func:`grouped_rows`) carry their group
+count ``G``; plain rows have ``G = 1``.
 """
 
 from __future__ import annotations

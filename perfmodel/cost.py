@@ -85,6 +85,7 @@ class CostParams:
     where each came from (a fit, a datasheet, a default and its reason)."""
 
     gemm_efficiency: Mapping[str, float]
+    #: the K ramp of 16-bit GEMMs, and of any dtype without its own in ``gemm_k_half_dtype``
     gemm_k_half: float
     weight_stream_efficiency: float
     stream_efficiency: float
@@ -109,10 +110,14 @@ class CostParams:
     tile_n: int = 128
     tile_m_min: int = 16
     tile_m_max: int = 128
+    #: a dtype's own K ramp where its GEMMs were fitted apart (FP8: per-128-K scale promotion
+    #: and twice the math per byte make the ramp longer)
+    gemm_k_half_dtype: Mapping[str, float] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "gemm_efficiency", MappingProxyType(dict(self.gemm_efficiency)))
+        object.__setattr__(self, "gemm_k_half_dtype", MappingProxyType(dict(self.gemm_k_half_dtype)))
         object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
         if not 0 <= self.softmax_overlap <= 1:
             raise PerfmodelError(f"cost model: softmax_overlap must be in [0, 1], got {self.softmax_overlap}")
@@ -123,9 +128,12 @@ class CostParams:
         for name, v in fractions.items():
             if not 0 < v <= 1:
                 raise PerfmodelError(f"cost model: {name} must be in (0, 1], got {v}")
-        for name in ("gemm_k_half", "stream_bytes_half", "attention_k_half", "kernel_s", "gap_s", "launch_s", "step_s", "eager_step_s"):
-            if not getattr(self, name) >= 0:
-                raise PerfmodelError(f"cost model: {name} must be non-negative, got {getattr(self, name)}")
+        lengths = {name: getattr(self, name) for name in ("gemm_k_half", "stream_bytes_half", "attention_k_half", "kernel_s",
+                                                          "gap_s", "launch_s", "step_s", "eager_step_s")}
+        lengths.update({f"gemm_k_half_dtype[{k}]": v for k, v in self.gemm_k_half_dtype.items()})
+        for name, v in lengths.items():
+            if not v >= 0:
+                raise PerfmodelError(f"cost model: {name} must be non-negative, got {v}")
 
     def step_overhead_s(self, cuda_graphs: bool) -> float:
         """The engine's per-step time outside the kernels: with CUDA graphs or without."""
@@ -140,7 +148,8 @@ class CostParams:
 
     def vector(self, dtype: str) -> tuple[float, ...]:
         """The values of :data:`PARAMETERS` for GEMMs in ``dtype``."""
-        return (self.gemm_fraction(dtype), self.gemm_k_half, self.weight_stream_efficiency, self.stream_efficiency,
+        return (self.gemm_fraction(dtype), self.gemm_k_half_dtype.get(dtype, self.gemm_k_half),
+                self.weight_stream_efficiency, self.stream_efficiency,
                 self.stream_bytes_half, self.attention_efficiency, self.attention_k_half, self.softmax_overlap,
                 self.attention_backward_fraction, self.kernel_s, self.gap_s, self.launch_s)
 
