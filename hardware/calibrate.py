@@ -93,7 +93,10 @@ def fit_gemms(data: dict) -> dict:
         if (g["M"] <= 128).sum() >= 5:
             names += ["weight_stream_efficiency", "stream_bytes_half"]
         base = params_for(acc, data)
-        starts = [{"kernel_s": 1e-5, "gemm_k_half": 64.0}, {"kernel_s": 1e-7, "gemm_k_half": 1024.0}]
+        # several starts (the fit must not depend on the previous file's values): short and
+        # long ramps, with and without a small-transfer penalty
+        starts = [{"kernel_s": k, "gemm_k_half": kh, "stream_bytes_half": xh, **{n: kh for n in names if n.startswith("gemm_k_half_dtype.")}}
+                  for k, kh in ((1e-5, 64.0), (1e-7, 1024.0)) for xh in (1e-3, 3e5)]
         params, rms = fit(lambda p: _pooled_predict(g, p), g["measured_s"], base, names, starts)
         err = _pooled_predict(g, params) / g["measured_s"].to_numpy() - 1
         loso = []
