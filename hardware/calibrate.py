@@ -284,7 +284,6 @@ TRANSFERS = (
     ("attention_k_half", "a100-80gb-sxm", "FlashAttention-2's schedule, the kernel every engine has"),
     ("softmax_overlap", "a100-80gb-sxm", "FlashAttention-2's schedule, the kernel every engine has"),
 )
-FP8_RAMP_DONOR = "h100-sxm"
 FIXED_DEFAULTS = {
     "dequant_ops_per_weight": (4.0, "not fitted (no published prefill of a weight-only kernel in the data): 4 vector "
                                "operations per weight, the dequantize loop of GPTQ/AWQ-style kernels: unpack (shift and "
@@ -304,10 +303,7 @@ def _transfer_defaults(data: dict) -> None:
         own = data["accelerators"].get(donor, {})
         if name in own:
             data["defaults"][name] = _entry(own[name]["value"], f"{donor}'s fit ({why}), taken for parts without their own")
-    donor = data["accelerators"].get(FP8_RAMP_DONOR, {})
-    data["defaults"]["gemm_k_half_dtype"] = {
-        d: _entry(e["value"], f"{FP8_RAMP_DONOR}'s fit (the only part with FP8 GEMMs over enough K to fit a ramp), "
-                  "taken for parts without their own") for d, e in donor.get("gemm_k_half_dtype", {}).items()}
+
 
 
 def _with_defaults(data: dict, values: dict, source: str) -> dict:
@@ -360,6 +356,9 @@ def main() -> None:
     data = copy.deepcopy(stored())
     data["clocks"] = {k: _entry(v, s) for k, (v, s) in CLOCKS.items()}
     data["accelerators"] = {}
+    # a dtype's own K ramp is a part's (H100's FP8 ramp is not Blackwell's or Ada's tensor
+    # cores): parts without one take their 16-bit ramp
+    data["defaults"].pop("gemm_k_half_dtype", None)
     gemm_report = fit_gemms(data)
     attention_report = fit_attention(data)
     attention_unseen = attention_out_of_sample(data)

@@ -59,10 +59,9 @@ def params_for(acc, data: dict | None = None) -> CostParams:
         gemm["bf16"], gemm_sources["bf16"] = entry["value"], f"default: {entry['source']}"
     sources.update({f"gemm_efficiency[{k}]": v for k, v in gemm_sources.items()})
     ramps = {}
-    for where, table in (("default", defaults), ("fitted for this part", own)):
-        for dtype, entry in table.get("gemm_k_half_dtype", {}).items():
-            ramps[dtype] = entry["value"]
-            sources[f"gemm_k_half_dtype[{dtype}]"] = f"{where}: {entry['source']}"
+    for dtype, entry in own.get("gemm_k_half_dtype", {}).items():
+        ramps[dtype] = entry["value"]
+        sources[f"gemm_k_half_dtype[{dtype}]"] = f"fitted for this part: {entry['source']}"
     if "stream_efficiency" not in own and acc.bandwidth_efficiency is not None:
         values["stream_efficiency"] = acc.bandwidth_efficiency
         sources["stream_efficiency"] = "catalog bandwidth_efficiency"
