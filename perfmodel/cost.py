@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from sympy import Expr, Integer, Max, Min, Piecewise, ceiling, log, oo, sympify
+from sympy import Expr, Integer, Max, Min, Piecewise, Rational, ceiling, log, oo, sympify
 
 from perfmodel import symbols as S
 from perfmodel.errors import PerfmodelError
@@ -229,6 +229,16 @@ def kernels(ops, fusion: Fusion = Fusion()) -> list[Kernel]:
     return out
 
 
+def _bounded(key, v) -> Expr:
+    """An input as an expression; a numeric group count (an expectation over routing,
+    ``E·(1 − (1 − k/E)^(b·s))``, whose exact rational has thousands of digits at training
+    batch sizes) rounded down to 1e-9 so that the tile ceilings stay cheap."""
+    v = sympify(v)
+    if key == S.G_g and v.is_Rational and not v.is_Integer:
+        return Rational(v.p * 10**9 // v.q, 10**9)
+    return v
+
+
 def kernel_time(kernel: Kernel, fusion: Fusion = Fusion()) -> Expr:
     """One kernel's seconds (one layer), the formula of its kind with its inputs put in."""
     formula = {"gemm": GEMM_TIME_S, "attention": ATTENTION_TIME_S, "attention_backward": ATTENTION_BACKWARD_TIME_S,
@@ -238,7 +248,7 @@ def kernel_time(kernel: Kernel, fusion: Fusion = Fusion()) -> Expr:
         formula = formula + S.t_k
     if is_kernel:
         formula = formula + S.t_g
-    time = formula.xreplace({k: sympify(v) for k, v in kernel.inputs.items() if k != "group"})
+    time = formula.xreplace({k: _bounded(k, v) for k, v in kernel.inputs.items() if k != "group"})
     defaults = {S.X_w: 0, S.X_o: 0, S.F_v: 0, S.F_m: 0, S.N_x: 0}
     time = time.xreplace({k: Integer(v) for k, v in defaults.items() if k in time.free_symbols})
     if is_kernel and not fusion.cuda_graphs:
