@@ -232,10 +232,11 @@ def kernels(ops, fusion: Fusion = Fusion()) -> list[Kernel]:
 def _bounded(key, v) -> Expr:
     """An input as an expression; a numeric group count (an expectation over routing,
     ``E·(1 − (1 − k/E)^(b·s))``, whose exact rational has thousands of digits at training
-    batch sizes) rounded down to 1e-9 so that the tile ceilings stay cheap."""
+    batch sizes) rounded to the nearest 1e-9, as the compiled (float) path sees it: the
+    tile ceilings stay cheap, and all E experts touched count as E groups, not E − 10^-115."""
     v = sympify(v)
     if key == S.G_g and v.is_Rational and not v.is_Integer:
-        return Rational(v.p * 10**9 // v.q, 10**9)
+        return Rational((2 * v.p * 10**9 + v.q) // (2 * v.q), 10**9)
     return v
 
 

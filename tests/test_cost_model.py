@@ -13,6 +13,7 @@ from hardware import gemm_fit
 from perfmodel import load_model
 from perfmodel import symbols as S
 from perfmodel.cost import (
+    PARAMETERS,
     ROW_EFFICIENCY,
     STREAM_TIME_S,
     WAVE_EFFICIENCY,
@@ -72,6 +73,24 @@ def test_routed_experts_run_as_a_grouped_gemm():
     for k in moe:
         assert value(k.inputs[S.G_g], sc.values) == pytest.approx(2)
         assert value(k.inputs[S.M_g], sc.values) == pytest.approx(2)  # b·s·k = 1·1·2 rows
+
+
+def test_expected_group_count_at_training_batches():
+    """Qwen3-30B-A3B routes 4096 tokens to 8 of its 128 experts: all are touched
+    (1 − (1 − 8/128)^4096 = 1 − 10^-115), so the grouped GEMM's time equals the one with
+    G = 128 exactly touched; the exact expectation (a rational of about 5,000 digits) must
+    not reach the tile ceilings as such."""
+    from perfmodel.cost import Kernel, kernel_time
+
+    acc = get_accelerator("h100-sxm")
+    terms = {**accelerator_terms(acc, acc.cost, "bf16"), **dict(zip(PARAMETERS, acc.cost.vector("bf16")))}
+    m, n, k = 4096 * 8, 2 * 768, 2048
+    inputs = {S.M_g: m, S.N_g: n, S.K_g: k, S.F_m: 2 * m * n * k, S.F_v: 0, S.X_w: 128 * n * k * 2, S.X_o: m * (k + n) * 2}
+    expected = 128 * (1 - (1 - Fraction(8, 128)) ** 4096)
+    exact = Integer(expected.numerator) / Integer(expected.denominator)
+    times = [float(kernel_time(Kernel("gemm", "experts", {**inputs, S.G_g: g, "group": "moe"}, 1)).xreplace(terms))
+             for g in (exact, Integer(128))]
+    assert times[0] == pytest.approx(times[1], rel=1e-9)
 
 
 def test_fp8_builds_run_attention_in_16_bit():
