@@ -2,8 +2,11 @@
 measurements the project ships, with their out-of-sample errors.
 
 1. **GEMM terms per part** (:mod:`hardware.gemm_fit`): the plateau per dtype, the
-   K ramp and the fixed time where the rows vary enough, the weight-streaming fraction
-   and small-transfer bytes where rows with ``M ≤ 128`` exist.
+   K ramp (a dtype with 20 or more rows gets its own: FP8) and the fixed time where the
+   rows vary enough, the weight-streaming fraction and small-transfer bytes where rows
+   with ``M ≤ 128`` exist. Parts on one die (H200 = H100's GH100) are fitted together.
+   DeepGEMM's m-grouped (MoE) rows are never fitted: they score the grouped formula
+   out of sample.
 2. **Engine terms, shared by every part** (:mod:`hardware.e2e`): the fixed time per
    kernel, the per-step overhead (with and without CUDA graphs), attention's plateau,
    and the weight-streaming fraction of parts without GEMV rows, fitted to the
@@ -50,50 +53,99 @@ def _entry(value, source):
     return {"value": float(value), "source": source}
 
 
+#: parts whose GEMMs are fitted with another part's rows, and why: the same die, SMs,
+#: clocks and tensor peaks (only the memory differs, and the model takes each part's own)
+SAME_DIE = {"h200-sxm": ("h100-sxm", "H200 is the H100 SXM's GH100 (132 SMs, 989.5/1979 TF dense bf16/fp8, "
+                         "gpu-specs.csv) with HBM3e")}
+
+
+def _pooled_predict(frame, params):
+    """Seconds of each row under ``params``, each row on its own part (pooled dies)."""
+    from hardware.catalog import get_accelerator
+
+    out = np.empty(len(frame))
+    for key, idx in frame.groupby("accelerator").indices.items():
+        out[idx] = gemm_fit.predict(frame.iloc[idx], get_accelerator(key), params)
+    return out
+
+
 def fit_gemms(data: dict) -> dict:
-    """Per-part GEMM terms and their errors (in sample and leave-one-source-out)."""
+    """Per-part GEMM terms and their errors (in sample and leave-one-source-out); the
+    m-grouped (MoE) rows are scored out of sample by the grouped formula."""
     from hardware.catalog import get_accelerator
 
     rows = gemm_fit.rows()
     rows = rows[rows["dtype"].isin(["bf16", "fp8"])]
+    rows = rows.assign(die=rows["accelerator"].map(lambda k: SAME_DIE.get(k, (k,))[0]))
+    grouped = gemm_fit.grouped_rows()
+    grouped = grouped[grouped["dtype"].isin(["bf16", "fp8"])]
     report = {}
-    for key, g in rows.groupby("accelerator"):
+    for key, g in rows.groupby("die"):
+        g = g.reset_index(drop=True)
         acc = get_accelerator(key)
         if acc.sm_count is None or len(g) < 5:
             continue
         names = [f"gemm_efficiency.{d}" for d in sorted(g["dtype"].unique())]
         if len(g) >= 20:
             names += ["gemm_k_half", "kernel_s"]
+        # a dtype with enough rows of its own gets its own K ramp (the 16-bit one stays the default)
+        names += [f"gemm_k_half_dtype.{d}" for d, n in g["dtype"].value_counts().items() if d != "bf16" and n >= 20]
         if (g["M"] <= 128).sum() >= 5:
             names += ["weight_stream_efficiency", "stream_bytes_half"]
         base = params_for(acc, data)
-        starts = [{"kernel_s": 1e-5, "gemm_k_half": 64.0}, {"kernel_s": 1e-7, "gemm_k_half": 1024.0}]
-        params, rms = fit(lambda p: gemm_fit.predict(g, acc, p), g["measured_s"], base, names, starts)
-        err = gemm_fit.predict(g, acc, params) / g["measured_s"].to_numpy() - 1
+        # several starts (the fit must not depend on the previous file's values): short and
+        # long ramps, with and without a small-transfer penalty
+        starts = [{"kernel_s": k, "gemm_k_half": kh, "stream_bytes_half": xh, **{n: kh for n in names if n.startswith("gemm_k_half_dtype.")}}
+                  for k, kh in ((1e-5, 64.0), (1e-7, 1024.0)) for xh in (1e-3, 3e5)]
+        params, rms = fit(lambda p: _pooled_predict(g, p), g["measured_s"], base, names, starts)
+        err = _pooled_predict(g, params) / g["measured_s"].to_numpy() - 1
         loso = []
         for source in g["source"].unique():
-            train, held = g[g["source"] != source], g[g["source"] == source]
+            train, held = g[g["source"] != source].reset_index(drop=True), g[g["source"] == source].reset_index(drop=True)
             if len(train) < 5:
                 continue
-            p_out, _ = fit(lambda p: gemm_fit.predict(train, acc, p), train["measured_s"], base, names, starts)
-            loso.extend(gemm_fit.predict(held, acc, p_out) / held["measured_s"].to_numpy() - 1)
-        report[key] = {"rows": int(len(g)), "rms_log_error": round(rms, 4),
+            p_out, _ = fit(lambda p: _pooled_predict(train, p), train["measured_s"], base, names, starts)
+            loso.extend(_pooled_predict(held, p_out) / held["measured_s"].to_numpy() - 1)
+        parts = sorted(g["accelerator"].unique())
+        report[key] = {"rows": int(len(g)), "parts": parts, "rms_log_error": round(rms, 4),
                        "median_abs_error": round(float(np.median(np.abs(err))), 4),
                        "p90_abs_error": round(float(np.quantile(np.abs(err), 0.9)), 4),
                        "loso_rows": len(loso),
                        "loso_median_abs_error": round(float(np.median(np.abs(loso))), 4) if loso else None,
                        "loso_p90_abs_error": round(float(np.quantile(np.abs(loso), 0.9)), 4) if loso else None,
                        "stored": rms <= MAX_GEMM_RMS}
+        by_dtype = {}
+        for dtype, sub in g.assign(err=err).groupby("dtype"):
+            by_dtype[dtype] = {"rows": int(len(sub)), "median_abs_error": round(float(sub["err"].abs().median()), 4)}
+        report[key]["by_dtype"] = by_dtype
+        held_grouped = grouped[grouped["accelerator"].isin(parts)].reset_index(drop=True)
+        if len(held_grouped):
+            t = held_grouped["measured_s"].to_numpy()
+            as_grouped = _pooled_predict(held_grouped, params) / t - 1
+            as_dense = _pooled_predict(held_grouped.assign(G=1), params) / t - 1
+            report[key]["grouped_out_of_sample"] = {
+                "rows": int(len(held_grouped)), "median_abs_error": round(float(np.median(np.abs(as_grouped))), 4),
+                "p90_abs_error": round(float(np.quantile(np.abs(as_grouped), 0.9)), 4),
+                "as_one_dense_gemm_median_abs_error": round(float(np.median(np.abs(as_dense))), 4)}
         if rms > MAX_GEMM_RMS:
             continue  # rows that disagree with each other: the catalog's MAMF plateau stands
         src = f"least squares on ln t over {len(g)} GEMMs of {g['source'].nunique()} sources (gemm-measurements.csv)"
+        if len(parts) > 1:
+            src += f", {' and '.join(parts)} pooled"
         own = {"gemm_efficiency": {}}
         for n in names:
-            if n.startswith("gemm_efficiency."):
-                own["gemm_efficiency"][n.split(".", 1)[1]] = _entry(params.gemm_efficiency[n.split(".", 1)[1]], src)
+            field, _, dtype = n.partition(".")
+            if dtype:
+                own.setdefault(field, {})[dtype] = _entry(getattr(params, field)[dtype], src)
             else:
                 own[n] = _entry(getattr(params, n), src)
-        data["accelerators"].setdefault(key, {}).update(own)
+        for part in {key, *[k for k, (die, _) in SAME_DIE.items() if die == key]}:
+            why = "" if part == key else f" (fitted on {key}'s die: {SAME_DIE[part][1]})"
+            entry = json.loads(json.dumps(own))
+            for n, e in entry.items():
+                for v in (e.values() if n in ("gemm_efficiency", "gemm_k_half_dtype") else [e]):
+                    v["source"] += why
+            data["accelerators"].setdefault(part, {}).update(entry)
     return report
 
 
@@ -112,7 +164,8 @@ def _attention_features(frame, acc, params):
     feats = []
     for _, r in frame.iterrows():
         call = call_of(r)
-        terms = {str(k): float(v) for k, v in accelerator_terms(acc, params, call.dtype).items()}
+        # a published attention call runs in its own dtype (FA3's FP8 forward at the FP8 rate)
+        terms = {str(k): float(v) for k, v in accelerator_terms(acc, params, call.dtype, attention=call.dtype).items()}
         launches = [kernel for launch in call.kernels() for kernel in kernels(launch)]
         feats.append([{**{str(k): float(value(v, call.values)) for k, v in kernel.inputs.items()}, **terms,
                        "kind": kernel.kind} for kernel in launches])
@@ -128,7 +181,7 @@ def _attention_seconds(feats, params):
     from perfmodel import symbols as S
     from perfmodel.cost import ATTENTION_TIME_S
 
-    args = (S.F_m, S.F_v, S.N_x, S.X_o, S.N_g, S.R, S.R_v, S.R_x, S.BW, S.X_h, S.e_m, S.e_a, S.k_h, S.o_x, S.t_k)
+    args = (S.F_m, S.F_v, S.N_x, S.X_o, S.N_g, S.R_a, S.R_v, S.R_x, S.BW, S.X_h, S.e_m, S.e_a, S.k_h, S.o_x, S.t_k)
     f = vectorised(ATTENTION_TIME_S, {}, args)
     out = np.zeros(len(feats))
     for launch in range(max(len(x) for x in feats)):
@@ -252,6 +305,7 @@ def _transfer_defaults(data: dict) -> None:
             data["defaults"][name] = _entry(own[name]["value"], f"{donor}'s fit ({why}), taken for parts without their own")
 
 
+
 def _with_defaults(data: dict, values: dict, source: str) -> dict:
     out = copy.deepcopy(data)
     for name, v in values.items():
@@ -302,6 +356,9 @@ def main() -> None:
     data = copy.deepcopy(stored())
     data["clocks"] = {k: _entry(v, s) for k, (v, s) in CLOCKS.items()}
     data["accelerators"] = {}
+    # a dtype's own K ramp is a part's (H100's FP8 ramp is not Blackwell's or Ada's tensor
+    # cores): parts without one take their 16-bit ramp
+    data["defaults"].pop("gemm_k_half_dtype", None)
     gemm_report = fit_gemms(data)
     attention_report = fit_attention(data)
     attention_unseen = attention_out_of_sample(data)

@@ -20,7 +20,8 @@ from perfmodel.errors import PerfmodelError
 
 FILE = "cost-model.json"
 #: the scalar terms a data file may give (the GEMM plateaus and the sources are read apart)
-FIELDS = tuple(f.name for f in dataclasses.fields(CostParams) if f.name not in ("gemm_efficiency", "sources"))
+FIELDS = tuple(f.name for f in dataclasses.fields(CostParams)
+               if f.name not in ("gemm_efficiency", "gemm_k_half_dtype", "sources"))
 
 
 @functools.cache
@@ -57,6 +58,10 @@ def params_for(acc, data: dict | None = None) -> CostParams:
         entry = defaults["gemm_efficiency"]
         gemm["bf16"], gemm_sources["bf16"] = entry["value"], f"default: {entry['source']}"
     sources.update({f"gemm_efficiency[{k}]": v for k, v in gemm_sources.items()})
+    ramps = {}
+    for dtype, entry in own.get("gemm_k_half_dtype", {}).items():
+        ramps[dtype] = entry["value"]
+        sources[f"gemm_k_half_dtype[{dtype}]"] = f"fitted for this part: {entry['source']}"
     if "stream_efficiency" not in own and acc.bandwidth_efficiency is not None:
         values["stream_efficiency"] = acc.bandwidth_efficiency
         sources["stream_efficiency"] = "catalog bandwidth_efficiency"
@@ -69,7 +74,7 @@ def params_for(acc, data: dict | None = None) -> CostParams:
         sources["validation"] = (f"median |error| {loso['median_abs_error']:.0%} (p90 {loso['p90_abs_error']:.0%}) out of "
                                  f"sample over {check['rows']} published single-GPU engine runs ({check['sources']} sources)")
     try:
-        return CostParams(gemm_efficiency=gemm, sources=sources, **values)
+        return CostParams(gemm_efficiency=gemm, gemm_k_half_dtype=ramps, sources=sources, **values)
     except TypeError as exc:
         raise PerfmodelError(f"cost model data for {acc.name!r}: {exc}") from None
 

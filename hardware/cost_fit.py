@@ -15,21 +15,27 @@ from hardware.attention_fit import levenberg_marquardt
 FRACTIONS = ("weight_stream_efficiency", "stream_efficiency", "attention_efficiency", "softmax_overlap", "attention_backward_fraction")
 
 
+#: per-dtype fields, fitted as ``field.dtype`` (``gemm_efficiency.fp8``, ``gemm_k_half_dtype.fp8``)
+PER_DTYPE = ("gemm_efficiency", "gemm_k_half_dtype")
+
+
 def _get(params: CostParams, name: str) -> float:
-    if name.startswith("gemm_efficiency."):
-        return params.gemm_efficiency[name.split(".", 1)[1]]
+    field, _, dtype = name.partition(".")
+    if field in PER_DTYPE:
+        return getattr(params, field).get(dtype, params.gemm_k_half if field == "gemm_k_half_dtype" else None)
     return getattr(params, name)
 
 
 def _set(params: CostParams, values: dict) -> CostParams:
-    gemm = dict(params.gemm_efficiency)
+    maps = {f: dict(getattr(params, f)) for f in PER_DTYPE}
     plain = {}
     for name, v in values.items():
-        if name.startswith("gemm_efficiency."):
-            gemm[name.split(".", 1)[1]] = v
+        field, _, dtype = name.partition(".")
+        if field in PER_DTYPE:
+            maps[field][dtype] = v
         else:
             plain[name] = v
-    return replace(params, gemm_efficiency=gemm, **plain)
+    return replace(params, **maps, **plain)
 
 
 def _is_fraction(name: str) -> bool:

@@ -110,8 +110,10 @@ def _weights(label) -> tuple[dict | None, str]:
     text = label.lower()
     if text in ("fp16", "bf16"):
         return {"weight_dtype": text, "act_dtype": text}, ""
-    if text == "fp8":  # TensorRT-LLM FP8: FP8 weights and activations (w8a8, per-tensor scales)
-        return {"weight_dtype": "fp8", "act_dtype": "fp8"}, ""
+    if text == "fp8":
+        # TensorRT-LLM FP8: FP8 weights and GEMM inputs (w8a8, per-tensor scales), the
+        # activations between kernels and the all-reduce in fp16 (the checkpoint's dtype)
+        return {"weight_dtype": "fp8", "act_dtype": "fp16", "gemm_dtype": "fp8"}, ""
     if text.startswith("exl2"):
         return None, f"{label}: EXL2 mixes bit widths per layer; no dtype has that size"
     if "gguf q4_0" in text:  # 32 int4 weights + one fp16 scale = 4.5 bits
@@ -213,7 +215,8 @@ def rows(kind: str = "fixed") -> pd.DataFrame:
             reason = f"no shipped config perfmodel reads for {repo or r['model']}"
         if not reason:
             rec.update(weights)
-            kv = r["kv_dtype"] if isinstance(r["kv_dtype"], str) else weights["act_dtype"]
+            # unstated: an FP8 build's cache is FP8 (TensorRT-LLM's FP8 recipe, e2e-measurements.md), else the activations'
+            kv = r["kv_dtype"] if isinstance(r["kv_dtype"], str) else weights.get("gemm_dtype", weights["act_dtype"])
             rec["kv_dtype"] = kv if kv in ("fp16", "bf16", "fp8") else weights["act_dtype"]
             rec["accelerator"] = accelerator
             rec["cuda_graphs"] = engine[0]
@@ -253,8 +256,13 @@ def _scenario(r):
     from perfmodel.scenario import Scenario
 
     return Scenario(_arch(r["repo"]), Options(phase="decode"), batch=int(r["batch"]), weight_dtype=r["weight_dtype"],
-                    act_dtype=r["act_dtype"], kv_dtype=r["kv_dtype"], weight_group_size=_group(r),
+                    act_dtype=r["act_dtype"], kv_dtype=r["kv_dtype"], gemm_dtype=_gemm(r), weight_group_size=_group(r),
                     accelerator=get_accelerator(r["accelerator"]))
+
+
+def _gemm(r):
+    g = r.get("gemm_dtype")
+    return g if isinstance(g, str) else None
 
 
 def _group(r):
@@ -477,7 +485,7 @@ def _serving_engine(label: str):
 
 
 @functools.cache
-def _step(repo, accelerator, weight_dtype, act_dtype, kv_dtype, group, cuda_graphs):
+def _step(repo, accelerator, weight_dtype, act_dtype, kv_dtype, gemm_dtype, group, cuda_graphs):
     from hardware.catalog import get_accelerator
     from perfmodel.cost import Fusion
     from perfmodel.options import Options
@@ -485,7 +493,7 @@ def _step(repo, accelerator, weight_dtype, act_dtype, kv_dtype, group, cuda_grap
     from perfmodel.serving import single_gpu
 
     sc = Scenario(_arch(repo), Options(phase="decode"), weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype,
-                  weight_group_size=group, accelerator=get_accelerator(accelerator))
+                  gemm_dtype=gemm_dtype, weight_group_size=group, accelerator=get_accelerator(accelerator))
     return single_gpu(sc, Fusion(cuda_graphs=cuda_graphs))
 
 
@@ -499,7 +507,8 @@ def predict_serving(frame: pd.DataFrame) -> pd.DataFrame:
     cols = {c: [] for c in ("measured", "predicted", "binds", "concurrency", "max_concurrency", "fits", "engine_settings")}
     for _, r in out.iterrows():
         settings, why = _serving_engine(str(r["engine"])) or ({}, "defaults")
-        step = _step(r["repo"], r["accelerator"], r["weight_dtype"], r["act_dtype"], r["kv_dtype"], _group(r), bool(r["cuda_graphs"]))
+        step = _step(r["repo"], r["accelerator"], r["weight_dtype"], r["act_dtype"], r["kv_dtype"], _gemm(r), _group(r),
+                     bool(r["cuda_graphs"]))
         work = Workload.fixed(int(r["input_len"]), int(r["output_len"]))
         concurrency = None if pd.isna(r["batch"]) else float(r["batch"])
         row = serve(step, work, Engine(**settings), concurrency=concurrency)

@@ -5,10 +5,12 @@
 Each row is one matrix product ``(M, N, K)`` (times ``batch``) in one dtype on one GPU
 with its measured seconds (``time_us``, else ``2·M·N·K·batch / TFLOP/s``). The model is
 :data:`perfmodel.cost.GEMM_TIME_S`; the fit is least squares on ``ln t`` over the
-terms the rows determine: the plateau ``e_g`` per dtype, the ramp ``K_h``, the
+terms the rows determine: the plateau ``e_g`` per dtype, the ramp ``K_h`` (per dtype
+where a dtype has enough rows), the
 weight-streaming fraction ``e_w`` and the small-transfer bytes ``X_h`` (when rows with
 ``M ≤ 128`` exist) and the fixed ``t_k``. Sources are held out one at a time to give
-the out-of-sample error.
+the out-of-sample error. Grouped (MoE) GEMMs (:func:`grouped_rows`) carry their group
+count ``G``; plain rows have ``G = 1``.
 """
 
 from __future__ import annotations
@@ -43,8 +45,12 @@ IN_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "tf32": 4, "fp32": 4}
 #: libraries left out of the fit, and why
 EXCLUDED = {
     r"Triton.*tutorial": "timed with the Python launch (about 150 µs at every size): host-bound, not the kernel",
-    "grouped": "grouped (MoE) GEMMs: the rows give the per-group shape, not the total work",
+    "grouped": "grouped (MoE) GEMMs: kept out of the fit, scored out of sample by grouped_rows()",
 }
+#: grouped layouts the grouped formula (G groups of M/G rows) describes; ``m`` per the
+#: file's convention (gemm-measurements.md): contiguous = total M, masked = M per group.
+#: k-grouped rows (weight gradients: K split over groups) are a different product.
+GROUPED = {"m-grouped contiguous": "total", "m-grouped masked": "per group"}
 KEY = ["source", "library", "gpu", "dtype_a", "m", "n", "k", "batch", "layout", "notes"]
 
 
@@ -53,32 +59,51 @@ def read() -> pd.DataFrame:
     return pd.read_csv(io.StringIO(text))
 
 
+def _grouping(library: str):
+    return next((how for layout, how in GROUPED.items() if layout in library), None)
+
+
 def rows() -> pd.DataFrame:
-    """One row per timed GEMM: accelerator, dtype, M, N, K, batch, bytes, measured_s, source."""
+    """One row per timed GEMM: accelerator, dtype, M, N, K, groups G, bytes, measured_s, source."""
     raw = read()
-    raw = raw[raw["m"].notna() & raw["n"].notna() & raw["k"].notna() & raw["metric"].isin(["time_us", "tflops"])]
-    raw = raw[raw["gpu"].isin(GPU_KEYS) & raw["dtype_a"].isin(DTYPES)]
     for pattern in EXCLUDED:
         raw = raw[~raw["library"].str.contains(pattern, regex=True)]
+    return _timed(raw)
+
+
+def grouped_rows() -> pd.DataFrame:
+    """The m-grouped (MoE) GEMMs in :func:`rows`' columns: ``M`` the total rows over the
+    ``G`` groups, ``N×K`` each group's weight."""
+    raw = read()
+    return _timed(raw[raw["library"].map(_grouping).notna()])
+
+
+def _timed(raw: pd.DataFrame) -> pd.DataFrame:
+    raw = raw[raw["m"].notna() & raw["n"].notna() & raw["k"].notna() & raw["metric"].isin(["time_us", "tflops"])]
+    raw = raw[raw["gpu"].isin(GPU_KEYS) & raw["dtype_a"].isin(DTYPES)]
     out = []
     for _, g in raw.groupby([c for c in KEY if c != "notes"], dropna=False, sort=False):
         r = g.iloc[0]
         batch = 1 if pd.isna(r["batch"]) else int(r["batch"])
         m, n, k = int(r["m"]), int(r["n"]), int(r["k"])
+        grouping = _grouping(r["library"])
+        # a batched GEMM is one of N·batch columns; a grouped one has batch groups of M/batch rows
+        rows_total = m * (batch if grouping == "per group" else 1) if grouping else m * batch
+        groups, columns = (batch, n) if grouping else (1, n * batch)
         timed = g[g["metric"] == "time_us"]
         if len(timed):
             seconds = float(timed["value"].iloc[0]) / 1e6
         else:
-            seconds = 2 * m * n * k * batch / (float(g[g["metric"] == "tflops"]["value"].iloc[0]) * 1e12)
+            seconds = 2 * rows_total * n * k / (float(g[g["metric"] == "tflops"]["value"].iloc[0]) * 1e12)
         dtype = DTYPES[r["dtype_a"]]
         out.append(dict(source=r["source"], library=r["library"], gpu=r["gpu"], accelerator=GPU_KEYS[r["gpu"]],
-                        dtype=dtype, M=m, N=n * batch, K=k, batch=batch, measured_s=seconds,
-                        weight_bytes=n * k * batch * IN_BYTES[dtype],
-                        other_bytes=m * batch * (k * IN_BYTES[dtype] + n * OUT_BYTES[dtype])))
+                        dtype=dtype, M=rows_total if grouping else m, N=columns, K=k, G=groups, batch=batch,
+                        measured_s=seconds, weight_bytes=n * k * batch * IN_BYTES[dtype],
+                        other_bytes=rows_total * (k * IN_BYTES[dtype] + n * OUT_BYTES[dtype])))
     return pd.DataFrame(out)
 
 
-_ARGS = (S.M_g, S.N_g, S.K_g, S.F_m, S.X_w, S.X_o, S.R, S.R_v, S.BW, S.n_sm, S.T_n, S.T_lo, S.T_hi) + PARAMETERS
+_ARGS = (S.M_g, S.N_g, S.K_g, S.G_g, S.F_m, S.X_w, S.X_o, S.R, S.R_v, S.BW, S.n_sm, S.T_n, S.T_lo, S.T_hi) + PARAMETERS
 
 
 def predict(frame: pd.DataFrame, acc, params) -> np.ndarray:
@@ -88,7 +113,7 @@ def predict(frame: pd.DataFrame, acc, params) -> np.ndarray:
     for dtype, idx in frame.groupby("dtype").indices.items():
         sub = frame.iloc[idx]
         out[idx] = f(sub["M"].to_numpy(float), sub["N"].to_numpy(float), sub["K"].to_numpy(float),
-                     2.0 * sub["M"] * sub["N"] * sub["K"], sub["weight_bytes"].to_numpy(float),
+                     sub["G"].to_numpy(float), 2.0 * sub["M"] * sub["N"] * sub["K"], sub["weight_bytes"].to_numpy(float),
                      sub["other_bytes"].to_numpy(float), float(acc.peak(dtype)), float(acc.vector_peak or 1),
                      float(acc.memory_bandwidth_bytes_per_s), acc.sm_count, params.tile_n, params.tile_m_min,
                      params.tile_m_max, *params.vector(dtype))

@@ -420,7 +420,7 @@ def call_seconds(call: AttentionCall, acc) -> float:
     params = getattr(acc, "cost", None)
     if params is None or call.impl != "fused":
         return float("nan")
-    terms = {**accelerator_terms(acc, params, call.dtype), **dict(zip(PARAMETERS, params.vector(call.dtype))), S.t_g: 0}
+    terms = {**accelerator_terms(acc, params, call.dtype, attention=call.dtype), **dict(zip(PARAMETERS, params.vector(call.dtype))), S.t_g: 0}
     values = {**call.values, **{k: nsimplify_rate(v) for k, v in terms.items()}}
     ops = [op for launch in call.kernels() for op in launch]
     return float(number(step_seconds(ops, values, Fusion())))

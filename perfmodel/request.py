@@ -46,9 +46,10 @@ def _fixed(sc: Scenario) -> dict:
 
 
 def gemm_dtype(sc: Scenario) -> str:
-    """The dtype the matrix products run in: the activation dtype (weight-only
-    quantization dequantizes to it; FP8 w8a8 has FP8 activations)."""
-    return sc.act_dtype
+    """The dtype the matrix products run in: the scenario's ``gemm_dtype`` (FP8 w8a8
+    between 16-bit activations), else the activation dtype (weight-only quantization
+    dequantizes to it)."""
+    return sc.gemm_dtype or sc.act_dtype
 
 
 def cost_params(acc):
@@ -62,14 +63,14 @@ def timer(sc: Scenario, fusion: Fusion, params) -> Timer:
     model, phase, dtypes, accelerator and fusion (the fitted terms stay arguments)."""
     acc = sc.require_accelerator()
     terms = accelerator_terms(acc, params, gemm_dtype(sc), sc.weight_dtype)
-    key = (sc.arch, sc.options, sc.weight_dtype, sc.act_dtype, sc.kv_dtype, sc.embed_dtype, sc.weight_group_size,
+    key = (sc.arch, sc.options, sc.weight_dtype, sc.act_dtype, sc.kv_dtype, sc.gemm_dtype, sc.embed_dtype, sc.weight_group_size,
            acc.name, tuple(sorted((str(k), float(v)) for k, v in terms.items())), acc.matmul_efficiency,
            acc.bandwidth_efficiency, fusion, sc.layout, sc.stage)
     if key not in _TIMERS:
         ops = [op for op in sc.table.ops if op.pass_ == "fwd"]
         fixed = _fixed(sc)
-        pure = vectorised(roof_step_time(op_times(ops, Roof.of(acc, sc.act_dtype))), fixed, STEP)
-        flat = vectorised(roof_step_time(op_times(ops, Roof.of(acc, sc.act_dtype, Efficiency.catalog_default(acc)))),
+        pure = vectorised(roof_step_time(op_times(ops, Roof.of(acc, gemm_dtype(sc)))), fixed, STEP)
+        flat = vectorised(roof_step_time(op_times(ops, Roof.of(acc, gemm_dtype(sc), Efficiency.catalog_default(acc)))),
                           fixed, STEP)
         _TIMERS[key] = Timer(compile_step(cost_step_time(ops, fusion), {**fixed, **terms}, STEP), pure, flat)
     return _TIMERS[key]

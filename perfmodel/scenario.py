@@ -44,6 +44,10 @@ class Scenario:
     weight_dtype: str = "bf16"
     act_dtype: str = "bf16"
     kv_dtype: str = "bf16"
+    #: the dtype matrix products run in when it is not ``act_dtype``: ``fp8`` for FP8 (w8a8)
+    #: builds, whose GEMM inputs are quantized in the previous kernel while the activations
+    #: between kernels, collectives and norms stay 16 bit (TensorRT-LLM, Transformer Engine)
+    gemm_dtype: str | None = None
     #: embedding table and LM head dtype; None: 16-bit under weight-only quantization
     embed_dtype: str | None = None
     #: weights per fp16 scale of int4/int8 weights (GPTQ/AWQ g128); None: no group scales
@@ -64,6 +68,8 @@ class Scenario:
             raise PerfmodelError(f"context: {self.arch.name} is an encoder-only model and keeps no cache; leave --context out")
         for name in ("weight_dtype", "act_dtype", "kv_dtype"):
             dtype_bytes(getattr(self, name))  # unknown dtype -> one-line error
+        if self.gemm_dtype is not None:
+            dtype_bytes(self.gemm_dtype)
         if self.embed_dtype is not None:
             dtype_bytes(self.embed_dtype)
         weight_element_bytes(self.weight_dtype, self.weight_group_size)
@@ -187,9 +193,10 @@ class Scenario:
         return self.accelerator
 
     def roof(self, *, expected: bool = False) -> Roof:
-        """The accelerator's ceilings in the activation dtype; ``expected`` applies the efficiencies."""
+        """The accelerator's ceilings in the GEMM dtype (the activation dtype unless
+        ``gemm_dtype``); ``expected`` applies the efficiencies."""
         eff = (self.efficiency or Efficiency()) if expected else Efficiency()
-        return Roof.of(self.require_accelerator(), self.act_dtype, eff)
+        return Roof.of(self.require_accelerator(), self.gemm_dtype or self.act_dtype, eff)
 
     def op_times(self, *, expected: bool = False):
         return op_times(self.table.ops, self.roof(expected=expected))

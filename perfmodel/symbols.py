@@ -85,12 +85,16 @@ d_rope = dim("d_rope", "MLA per-head decoupled RoPE dimension d_h^R (key part sh
 M_g = dim("M", "GEMM rows (tokens, or query rows of a batched attention GEMM)", "rows", integer=False)
 N_g = dim("N", "GEMM output columns (keys per query for QK^T)", "columns", integer=False)
 K_g = dim("K", "GEMM reduction length", "elements", integer=False)
+G_g = dim("G", "groups of a grouped GEMM sharing its M rows (routed experts that receive tokens; 1: a plain GEMM)",
+          "groups", integer=False)
 F_m = dim("F", "the operator's matrix-product FLOPs", "FLOPs", integer=False, zero=True)
 F_v = dim("F_v", "the operator's elementwise FLOPs", "FLOPs", integer=False, zero=True)
 N_x = dim("N_x", "exponentials the operator evaluates", "exps", integer=False, zero=True)
 X_w = dim("X_w", "weight bytes the operator reads", "bytes", integer=False, zero=True)
 X_o = dim("X_o", "activation and KV-cache bytes the operator reads and writes", "bytes", integer=False, zero=True)
 R = dim("R", "dense peak matrix rate of the GEMM dtype", "FLOP/s", integer=False)
+R_a = dim("R_a", "dense peak matrix rate of fused attention's dtype (16 bit in FP8 builds unless FP8 attention)",
+          "FLOP/s", integer=False)
 R_v = dim("R_v", "elementwise (vector) rate", "FLOP/s", integer=False)
 R_x = dim("R_x", "exponential rate of the special-function units: SMs x exp/clock/SM x clock", "exp/s", integer=False)
 BW = dim("BW", "nominal memory bandwidth", "bytes/s", integer=False)

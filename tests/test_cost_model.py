@@ -13,6 +13,7 @@ from hardware import gemm_fit
 from perfmodel import load_model
 from perfmodel import symbols as S
 from perfmodel.cost import (
+    PARAMETERS,
     ROW_EFFICIENCY,
     STREAM_TIME_S,
     WAVE_EFFICIENCY,
@@ -25,7 +26,7 @@ from perfmodel.options import Options
 from perfmodel.request import request, timer, gemm_dtype
 from perfmodel.scenario import Scenario
 
-TILES = {S.T_n: Integer(128), S.T_lo: Integer(16), S.T_hi: Integer(128), S.n_sm: Integer(132)}
+TILES = {S.T_n: Integer(128), S.T_lo: Integer(16), S.T_hi: Integer(128), S.n_sm: Integer(132), S.G_g: Integer(1)}
 
 
 def test_wave_quantization_by_hand():
@@ -45,6 +46,105 @@ def test_tile_rows_by_hand():
     assert ROW_EFFICIENCY.xreplace({**TILES, S.M_g: Integer(1)}) == Fraction(1, 16)
     assert ROW_EFFICIENCY.xreplace({**TILES, S.M_g: Integer(48)}) == Fraction(3, 4)
     assert ROW_EFFICIENCY.xreplace({**TILES, S.M_g: Integer(300)}) == Fraction(300, 384)
+
+
+def test_grouped_gemm_tiles_per_group_by_hand():
+    # Mixtral decode, 64 tokens x top-2 over 8 experts: 128 routed rows, 16 per expert.
+    # As 8 groups of 16 rows each group fills one 16-row tile (no padding); as one GEMM
+    # the 128 rows would fill 128-row tiles. N = 14336 (gate+up): 112 column tiles per
+    # group -> 8 * 112 = 896 tiles on 132 SMs: ceil(896/132) = 7 waves = 924 slots.
+    grouped = {**TILES, S.G_g: Integer(8), S.M_g: Integer(128), S.N_g: Integer(14336)}
+    assert ROW_EFFICIENCY.xreplace(grouped) == 1
+    assert WAVE_EFFICIENCY.xreplace(grouped) == Fraction(896, 924)
+    # 8 groups of 3 rows: each pads its own 16-row tile (3/16), unlike 24 rows in one 32-row tile (3/4)
+    assert ROW_EFFICIENCY.xreplace({**grouped, S.M_g: Integer(24)}) == Fraction(3, 16)
+    assert ROW_EFFICIENCY.xreplace({**TILES, S.M_g: Integer(24)}) == Fraction(3, 4)
+
+
+def test_routed_experts_run_as_a_grouped_gemm():
+    """The routed experts' kernel is one grouped GEMM with a group per expert touched:
+    Mixtral (8 experts, top-2) at batch 1 in decode touches exactly 2 experts (E·(1 − (1 − k/E)^1) = k)."""
+    from perfmodel.cost import kernels
+
+    sc = Scenario(load_model("mixtral-8x7b"), Options(phase="decode"), batch=1)
+    ops = [op for op in sc.table.ops if op.pass_ == "fwd"]
+    moe = [k for k in kernels(ops) if k.name.startswith("moe.experts") and k.kind == "gemm"]
+    assert {k.name for k in moe} == {"moe.experts.gate_up_proj", "moe.experts.down_proj"}
+    for k in moe:
+        assert value(k.inputs[S.G_g], sc.values) == pytest.approx(2)
+        assert value(k.inputs[S.M_g], sc.values) == pytest.approx(2)  # b·s·k = 1·1·2 rows
+
+
+def test_expected_group_count_at_training_batches():
+    """Qwen3-30B-A3B routes 4096 tokens to 8 of its 128 experts: all are touched
+    (1 − (1 − 8/128)^4096 = 1 − 10^-115), so the grouped GEMM's time equals the one with
+    G = 128 exactly touched; the exact expectation (a rational of about 5,000 digits) must
+    not reach the tile ceilings as such."""
+    from perfmodel.cost import Kernel, kernel_time
+
+    acc = get_accelerator("h100-sxm")
+    terms = {**accelerator_terms(acc, acc.cost, "bf16"), **dict(zip(PARAMETERS, acc.cost.vector("bf16")))}
+    m, n, k = 4096 * 8, 2 * 768, 2048
+    inputs = {S.M_g: m, S.N_g: n, S.K_g: k, S.F_m: 2 * m * n * k, S.F_v: 0, S.X_w: 128 * n * k * 2, S.X_o: m * (k + n) * 2}
+    expected = 128 * (1 - (1 - Fraction(8, 128)) ** 4096)
+    exact = Integer(expected.numerator) / Integer(expected.denominator)
+    times = [float(kernel_time(Kernel("gemm", "experts", {**inputs, S.G_g: g, "group": "moe"}, 1)).xreplace(terms))
+             for g in (exact, Integer(128))]
+    assert times[0] == pytest.approx(times[1], rel=1e-9)
+
+
+def test_fp8_builds_run_attention_in_16_bit():
+    # FP8 GEMMs at the FP8 peak, fused attention at the 16-bit one (H100 SXM datasheet:
+    # 1979 TF dense FP8, 989.5 TF dense BF16); a published FP8 attention call keeps FP8.
+    acc = get_accelerator("h100-sxm")
+    terms = accelerator_terms(acc, acc.cost, "fp8")
+    assert (terms[S.R], terms[S.R_a]) == (1979e12, 989.5e12)
+    assert accelerator_terms(acc, acc.cost, "fp8", attention="fp8")[S.R_a] == 1979e12
+    assert accelerator_terms(acc, acc.cost, "bf16")[S.R_a] == 989.5e12
+
+
+def test_fp8_build_runs_fp8_gemms_between_16_bit_activations():
+    """TensorRT-LLM's FP8 recipe: FP8 weights and GEMM inputs, fp16 activations between
+    kernels, so a tensor-parallel all-reduce carries b·s·d fp16 elements (Megatron:
+    one per attention and MLP block) and the GEMMs run at the FP8 peak without any
+    weight-only dequantization."""
+    from perfmodel.layout import Layout
+    from perfmodel.ops.comm import Comm
+    from perfmodel.request import _terms
+
+    acc = get_accelerator("h100-sxm")
+    sc = Scenario(load_model("llama-2-7b"), Options(phase="decode"), batch=8, weight_dtype="fp8", act_dtype="fp16",
+                  kv_dtype="fp8", gemm_dtype="fp8", accelerator=acc)
+    assert gemm_dtype(sc) == "fp8"
+    _, terms, _ = _terms(sc, Fusion())
+    assert (terms[S.R], terms[S.R_a], terms[S.c_q]) == (1979 * 10**12, 989.5 * 10**12, 0)
+    tp = sc.but(layout=Layout(tp=2))
+    reduces = [op for op in tp.table.ops if isinstance(op, Comm) and op.collective == "all_reduce" and op.axis == "tp"]
+    assert reduces and all(value(op.message_bytes, tp.values) == 8 * 1 * 4096 * 2 for op in reduces)
+
+
+def test_fp8_gemm_model_against_published_large_gemms():
+    """Published FP8 GEMMs on H100/H800 at M >= 1024 (DeepGEMM, TileLang, torch._scaled_mm;
+    gemm-measurements.csv): the stored model (FP8 plateau and its own K ramp) within 25%
+    for 80% of them."""
+    acc = get_accelerator("h100-sxm")
+    rows = gemm_fit.rows()
+    rows = rows[(rows["accelerator"] == "h100-sxm") & (rows["dtype"] == "fp8") & (rows["M"] >= 1024)]
+    err = gemm_fit.predict(rows, acc, acc.cost) / rows["measured_s"].to_numpy() - 1
+    assert len(rows) >= 30
+    assert np.quantile(np.abs(err), 0.8) < 0.25
+
+
+def test_grouped_gemm_against_deepgemm():
+    """DeepGEMM's m-grouped (contiguous and masked) MoE GEMMs on H100/H800
+    (gemm-measurements.csv), never fitted: the stored dense fit with the grouped formula
+    within 20% for 80% of them."""
+    acc = get_accelerator("h100-sxm")
+    rows = gemm_fit.grouped_rows()
+    rows = rows[(rows["accelerator"] == "h100-sxm") & rows["dtype"].isin(["bf16", "fp8"])]
+    err = gemm_fit.predict(rows, acc, acc.cost) / rows["measured_s"].to_numpy() - 1
+    assert len(rows) >= 60 and (rows["G"] > 1).any()
+    assert np.quantile(np.abs(err), 0.8) < 0.20
 
 
 def test_exponential_rate_matches_the_fa3_paper():

@@ -28,15 +28,18 @@ def parallel(scored_all):
 
 def test_tensor_parallel_rows(parallel):
     # 157 rows: TensorRT-LLM 0.5/0.6.1/0.9 static tables, LMDeploy TP, gpt-fast TP.
-    # Stored run: median |error| 20.7% (A100 11%; H100/H200 FP8 27-31% too fast, the
-    # FP8 bias of the one-GPU rows and TensorRT-LLM 0.9's slow MoE GEMMs; L40S 47% too
-    # slow: its all-reduce is fitted to a PCIe server with 1.2 GB/s bus bandwidth at 8
-    # GPUs). The issue's 15% target is not met; this guards the stored figure with a
-    # fifth of headroom, and the A100 rows (no FP8, NVLink fit) at 15%.
+    # Stored run (leave one source out): median |error| 16.8% (A100 10.1%, all but L40S
+    # 13.1%; was 19.2% / 9.8% / 17.0% before FP8 builds kept 16-bit activations and all-reduces).
+    # Left: L40S 120% too slow (its all-reduce is fitted to a PCIe server with 1.2 GB/s
+    # all-gather bus bandwidth at 8 GPUs), GQA decode and Mixtral on H100/H200 too fast
+    # (TensorRT-LLM 0.9's kernels), gpt-fast on small models too slow (its per-step cost
+    # is below the shared engine fit). The issue's 15% target is not met over all rows;
+    # this guards the stored figures with headroom for a refit.
     assert len(parallel) >= 150 and set(parallel["layout"]) >= {"tp=2", "tp=4", "tp=8"}
     err = parallel["loso_error"].abs()
-    assert err.median() <= 0.25
-    assert parallel.loc[parallel["accelerator"] == "a100-80gb-sxm", "loso_error"].abs().median() <= 0.15
+    assert err.median() <= 0.20
+    assert parallel.loc[parallel["accelerator"] == "a100-80gb-sxm", "loso_error"].abs().median() <= 0.13
+    assert parallel.loc[parallel["accelerator"] != "l40s", "loso_error"].abs().median() <= 0.16
     assert parallel["roofline"].isna().all()  # the roofline and flat predictors are one-GPU only
 
 
@@ -49,11 +52,11 @@ def test_every_unscored_row_says_why():
 
 def test_out_of_sample_median_within_the_target(frame):
     # The issue's target is a leave-one-source-out median |error| of at most 15% on the
-    # fixed-batch rows; the stored fit gives about 12% (p90 about 36%).
+    # fixed-batch rows; the stored fit gives 10.9% (p90 35.9%; was 12.9% / 36%).
     loso = frame["loso_error"].dropna().abs()
     assert len(loso) == len(frame)
-    assert loso.median() <= 0.15
-    assert loso.quantile(0.9) <= 0.45
+    assert loso.median() <= 0.13
+    assert loso.quantile(0.9) <= 0.42
 
 
 def test_calibrated_beats_the_roofline_and_the_flat_model(frame):

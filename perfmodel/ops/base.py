@@ -82,9 +82,10 @@ class Op:
     core_attention: bool = False
     #: backward matmul FLOPs per forward matmul FLOP (2: dX and dW; 3 for FlashAttention's QK)
     backward_factor: int = 2
-    #: a matrix product's shape ``(M, N, K)``: ``M`` rows (tokens) times a ``K × N`` weight;
-    #: the cost model's tile and wave quantization reads it (None: not a GEMM)
-    gemm: tuple[Expr, Expr, Expr] | None = None
+    #: a matrix product's shape ``(M, N, K)``: ``M`` rows (tokens) times a ``K × N`` weight,
+    #: or ``(M, N, K, G)`` for a grouped GEMM (``G`` groups of ``M/G`` rows, each with its own
+    #: weight: routed experts); the cost model's tile and wave quantization reads it (None: not a GEMM)
+    gemm: tuple[Expr, ...] | None = None
     #: exponentials evaluated (softmax): the special-function units' work
     exps: Expr = ZERO
 

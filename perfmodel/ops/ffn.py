@@ -65,7 +65,9 @@ def experts_touched() -> Expr:
 
 def _experts_linear(site: Site, name: str, n_in: Expr, n_out: Expr, bias: bool) -> Block:
     """One projection of the routed experts, stacked ``[E, n_out, n_in]`` (and ``[E, n_out]``
-    biases): ``b·s·k`` rows run it; its weights are read for the experts the step touches."""
+    biases): ``b·s·k`` rows run it as a grouped GEMM, one group per expert the step touches
+    (``b·s·k`` over the experts touched rows each, uniform routing); its weights are read for
+    those experts."""
     routed = tokens() * S.k
     shapes = {"weight": (n_out, n_in), "bias": (n_out,)} if bias else {"weight": (n_out, n_in)}
     tensors = tuple(site.tensor(f"{name}.{part}", (S.E, *shape), "moe", routed=True) for part, shape in shapes.items())
@@ -78,7 +80,7 @@ def _experts_linear(site: Site, name: str, n_in: Expr, n_out: Expr, bias: bool) 
         act_read_bytes=routed * n_in * S.B_a,
         act_write_bytes=routed * n_out * S.B_a,
         saved_bytes=routed * n_in * S.B_a,
-        gemm=(routed, n_out, n_in),
+        gemm=(routed, n_out, n_in, experts_touched()),
     )
     return Block(tensors, (op,))
 
