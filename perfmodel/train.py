@@ -92,7 +92,7 @@ def training_precision(sc: Scenario) -> tuple[Scenario, str]:
     """(the scenario with BF16 activations, the linear GEMMs' dtype) for FP8 training;
     ``(sc, its GEMM dtype)`` otherwise."""
     if gemm_dtype(sc) == "fp8":
-        return sc.but(act_dtype="bf16", kv_dtype="bf16"), "fp8"
+        return sc.but(act_dtype="bf16", kv_dtype="bf16", gemm_dtype="fp8"), "fp8"
     return sc, gemm_dtype(sc)
 
 
