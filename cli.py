@@ -236,7 +236,7 @@ def scenario(arch, phase, *, batch=1, seq=None, context=None, source_len=None, g
 
     accelerator = efficiency = None
     if gpu is not None:
-        from hardware.catalog import get_accelerator
+        from perfmodel.hardware.catalog import get_accelerator
 
         accelerator = get_accelerator(gpu)
         default = Efficiency.catalog_default(accelerator)
@@ -513,7 +513,7 @@ def balance(arch, by, plot, **kw):
 @click.option("--kernel", help="also the calibrated time for this kernel family (fa2, fa3, cudnn, flash-decoding, …; hardware/data/efficiency-fit.json)")
 def attention(gpu, compute_efficiency, bandwidth_efficiency, kv_heads, seq_kv, attention_impl, kernel, **kw):
     """Predict one attention kernel call: FLOPs, bytes, time, TFLOP/s, bound."""
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel.api import attention_call
 
     frame = attention_call(
@@ -535,8 +535,8 @@ def attention(gpu, compute_efficiency, bandwidth_efficiency, kv_heads, seq_kv, a
         warn(f"this call moves {frame['bytes'].iloc[0] / 2**30:.4g} GiB but {acc.name} has {acc.memory_bytes / 2**30:.4g} GiB: "
              "its tensors do not fit (the time is what it would take if they did)")
     if kernel:
-        from hardware.attention_fit import load_fit
-        from hardware.attention_scoring import call_of
+        from perfmodel.hardware.attention_fit import load_fit
+        from perfmodel.hardware.attention_scoring import call_of
         from perfmodel.efficiency import calibrated
 
         row = frame.iloc[0].to_dict() | {"impl": attention_impl, "causal_count": kw["causal_count"], "window": kw["window"]}
@@ -595,7 +595,7 @@ def compare(models, sets, gpu, plot, plot_column, **kw):
     they fit the GPU and the largest batch that does; prefill time of one prompt;
     decode step time and tokens/s at --batch; the balance batch. Columns ending
     `_vs_first` divide by the first model's value."""
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel.comparison import compare as side_by_side
 
     layout = layout_from(kw)
@@ -665,7 +665,7 @@ def hardware():
 @output_options
 def hardware_list():
     """Every catalog accelerator with dense peaks, bandwidth and capacity."""
-    from hardware.catalog import catalog_frame
+    from perfmodel.hardware.catalog import catalog_frame
 
     return viewed(catalog_frame(), *HARDWARE_VIEW)
 
@@ -675,7 +675,7 @@ def hardware_list():
 @output_options
 def hardware_show(gpu):
     """One accelerator (catalog name, alias or file) with its sources."""
-    from hardware.catalog import catalog_frame, get_accelerator
+    from perfmodel.hardware.catalog import catalog_frame, get_accelerator
 
     return catalog_frame([get_accelerator(gpu)])
 
@@ -687,8 +687,8 @@ def hardware_show(gpu):
 @output_options
 def hardware_measure(device, quick, save):
     """Measure this device's matmul rates and memory bandwidth (imports torch)."""
-    from hardware.catalog import catalog_frame
-    from hardware.probes import measure_device, save_accelerator
+    from perfmodel.hardware.catalog import catalog_frame
+    from perfmodel.hardware.probes import measure_device, save_accelerator
 
     require_torch("hardware measure")
     acc = measure_device(device=device, quick=quick, progress=lambda msg: click.echo(msg, err=True))
@@ -818,7 +818,7 @@ def serve(arch, gpu, concurrency, rate, max_ttft, max_tpot, curve, gpu_hour_pric
     (kv_capacity, max_seqs, token_budget, compute, bandwidth), $/million tokens and
     an energy estimate. The file flag is --output-file: --output is the number of
     generated tokens. Queueing model and its limits: README "Serving"."""
-    from hardware.prices import list_price
+    from perfmodel.hardware.prices import list_price
     from perfmodel import serving
 
     sc, step, engine, work = serving_deployment(arch, gpu, compute_efficiency, bandwidth_efficiency, cuda_graphs,
@@ -1030,14 +1030,14 @@ def validate_attention(device, grid, gpu, threads, published, measured, by, out_
     """Predicted vs measured attention calls: error = predicted/measured - 1, for the pure
     roofline (predicted_s), catalog efficiencies (expected_s) and the calibrated model
     (calibrated_s). Times torch SDPA unless --published or --measured is given."""
-    from hardware.attention_bench import report
+    from perfmodel.hardware.attention_bench import report
 
     if not (published or measured):
         require_torch("validate attention (timing here)")
     frame = report(device=device, grid=grid, gpu=gpu, threads=threads, published=published, measured=measured,
                    by=by, out_of_sample=out_of_sample, fit_path=fit_path, refit=refit, plot=plot, progress=True)
     if by == "row" and "error" in frame:
-        from hardware.attention_scoring import summarize
+        from perfmodel.hardware.attention_scoring import summarize
 
         frame.attrs["summary"] = summarize(frame)  # the terminal view prints it first
         viewed(frame, "study", "gpu", "kernel", "pass", "head_dim", "seq_q", "seq_kv", "causal", "measured_s",
@@ -1073,7 +1073,7 @@ def validate_e2e(published, by, in_sample_only, unmapped, kind):
     predicted/measured - 1 on times (a rate's error is taken on the time it implies, so
     negative is too fast), for the pure roofline, the old flat efficiencies, the
     calibrated cost model in sample, and leave-one-source-out (loso)."""
-    from hardware.e2e import report
+    from perfmodel.hardware.e2e import report
 
     by = by or ("study,metric" if kind == "serving" else "study")
     return report(by, out_of_sample=not in_sample_only, unmapped=unmapped, kind=kind)
@@ -1088,7 +1088,7 @@ def validate_training(published, by):
     Megatron-Bridge): error = predicted/measured - 1 on the iteration time (negative is
     too fast), per source, GPU, model size and layout; no parameter is fitted to these
     rows, so leave-one-source-out equals in sample. Slow: minutes for every row."""
-    from hardware.training_validation import report
+    from perfmodel.hardware.training_validation import report
 
     return report(by)
 

@@ -48,7 +48,7 @@ def _clock(fn, repeat: int = 1):
 def bench_sweep(n: int = 1000, sample: int = 100) -> None:
     import numpy as np
 
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel import symbols as S
     from perfmodel.evaluate import value
     from perfmodel.options import Options
@@ -159,7 +159,7 @@ def bench_per_point(points: int = 200) -> None:
     """One step evaluated through the public API, after the first call for the model
     and phase: ``roofline_report`` (exact sympy per operator) against ``point`` (the
     same expression compiled once). Goal: at most 0.3 ms per point."""
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel import api
     from perfmodel.options import Options
     from perfmodel.points import point
@@ -188,7 +188,7 @@ def bench_per_point(points: int = 200) -> None:
 
 
 def bench_largest() -> None:
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel import api
     from perfmodel.evaluate import value
     from perfmodel.metrics import OP_FIELDS

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel import Options, Scenario, load_model
     from perfmodel.request import request
 
@@ -33,7 +33,7 @@ def main() -> None:
     print(f"request, first call (compiles):   {cold:.2f} s")
     print(f"request, later calls (same model): {warm * 1e3:.1f} ms each")
 
-    from hardware import e2e
+    from perfmodel.hardware import e2e
 
     start = time.perf_counter()
     frame = e2e.scored(out_of_sample=True)

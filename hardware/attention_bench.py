@@ -12,7 +12,7 @@ attention`` uses) beside each measurement.
   (``sdpa_kernel``) in torch's priority order; the case is then timed under that backend
   alone, so the recorded backend is the one timed. The math backend is predicted as
   the naive implementation (scores written to memory), the others as fused.
-- Timing: :func:`hardware.timing.time_callable` (CUDA events, L2 flushed before each call
+- Timing: :func:`perfmodel.hardware.timing.time_callable` (CUDA events, L2 flushed before each call
   on a GPU; ``perf_counter_ns`` on CPU), median seconds per call, random inputs.
 - Each row carries its provenance (device, driver, torch, CUDA, date) and the roof it
   was predicted against, so :func:`rescore` can redo the predictions without torch.
@@ -31,7 +31,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from hardware.accelerator import Accelerator
+from perfmodel.hardware.accelerator import Accelerator
 from perfmodel.errors import PerfmodelError
 from perfmodel.kernels import AttentionCall
 
@@ -177,7 +177,7 @@ def time_case(call: AttentionCall, device: str = "cpu", **timing) -> dict:
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from hardware.timing import time_callable
+    from perfmodel.hardware.timing import time_callable
 
     sdpa = torch.nn.functional.scaled_dot_product_attention
     kwargs = _sdpa_kwargs(call)
@@ -250,7 +250,7 @@ def run(grid_name: str = "tiny", *, device: str = "cpu", accelerator: Accelerato
     """Time every case of ``grid_name`` (or ``cases``) on ``device`` and score it.
 
     ``accelerator``: the roof to predict against; default: this device measured now
-    (:func:`hardware.probes.measure_device`, quick, same threads). ``fit``: the
+    (:func:`perfmodel.hardware.probes.measure_device`, quick, same threads). ``fit``: the
     calibrated model (default: the stored one). ``threads``: torch CPU threads for the
     run (restored after). Returns one row per case (see :func:`score`).
     """
@@ -266,7 +266,7 @@ def run(grid_name: str = "tiny", *, device: str = "cpu", accelerator: Accelerato
 
 
 def _run(torch, grid_name, device, accelerator, cases, timing, progress, fit) -> pd.DataFrame:
-    from hardware.probes import _device_facts, measure_device
+    from perfmodel.hardware.probes import _device_facts, measure_device
 
     kind = str(device).split(":")[0]
     if kind == "cuda" and not torch.cuda.is_available():
@@ -311,9 +311,9 @@ def _flash_impl(torch) -> str | None:
 
 def score(frame: pd.DataFrame, accelerators: dict, fit=None) -> pd.DataFrame:
     """Measured rows plus the model: pure roofline, catalog and calibrated predictions
-    and their errors (:mod:`hardware.attention_scoring`), keyed by the ``accelerator`` column."""
-    from hardware.attention_fit import load_fit
-    from hardware.attention_scoring import calibrate, predict_rows, public
+    and their errors (:mod:`perfmodel.hardware.attention_scoring`), keyed by the ``accelerator`` column."""
+    from perfmodel.hardware.attention_fit import load_fit
+    from perfmodel.hardware.attention_scoring import calibrate, predict_rows, public
 
     predicted = predict_rows(frame, accelerators)
     return public(calibrate(predicted, fit if fit is not None else load_fit(), accelerators))
@@ -335,7 +335,7 @@ def rescore(path, accelerator: Accelerator | None = None, fit=None) -> pd.DataFr
     """Re-score a stored measurement CSV (from :func:`run`) with the current model,
     without torch: against ``accelerator`` if given, else each row's catalog accelerator
     (``accelerator_key``), else the roof stored in the rows."""
-    from hardware.catalog import catalog
+    from perfmodel.hardware.catalog import catalog
 
     from perfmodel.files import read_text
 
@@ -421,10 +421,10 @@ def report(*, device: str | None = None, grid: str | None = None, gpu: str | Non
     """What ``perfmodel validate attention`` prints: timed here (default), the published
     rows (``published``) or a stored CSV re-scored (``measured``); one row per call, or
     a summary per ``by`` keys (comma-separated)."""
-    from hardware.catalog import get_accelerator
-    from hardware.attention_fit import load_fit, save
-    from hardware.attention_scoring import plot as draw
-    from hardware.attention_scoring import public, summarize
+    from perfmodel.hardware.catalog import get_accelerator
+    from perfmodel.hardware.attention_fit import load_fit, save
+    from perfmodel.hardware.attention_scoring import plot as draw
+    from perfmodel.hardware.attention_scoring import public, summarize
 
     if published and measured:
         raise PerfmodelError("--published and --measured: choose one")
@@ -437,7 +437,7 @@ def report(*, device: str | None = None, grid: str | None = None, gpu: str | Non
         raise PerfmodelError(f"--by: {by!r} is not row or a comma-separated list of: {', '.join(SUMMARY_KEYS)}")
     accelerator = get_accelerator(gpu) if gpu else None
     if published:
-        from hardware import published as data
+        from perfmodel.hardware import published as data
 
         frame = data.predicted()
         fit = data.train(frame) if refit else load_fit(fit_path)

@@ -131,7 +131,7 @@ def load_fit(path=None) -> Fit:
     """The stored fit (default: ``hardware/data/efficiency-fit.json``) or one at ``path``."""
     try:
         if path is None:
-            text = (resources.files("hardware") / "data" / FIT_FILE).read_text(encoding="utf-8")
+            text = (resources.files("perfmodel.hardware") / "data" / FIT_FILE).read_text(encoding="utf-8")
         else:
             with open(path, encoding="utf-8") as f:
                 text = f.read()

@@ -2,7 +2,7 @@
 and the calibrated model (:mod:`perfmodel.efficiency`), in and out of sample.
 
 Rows are measurements of one attention call each (published, or timed by
-``hardware.attention_bench``), with columns ``accelerator`` (a key of the
+``perfmodel.hardware.attention_bench``), with columns ``accelerator`` (a key of the
 ``accelerators`` mapping), ``family``, ``regime`` (prefill or decode), ``impl``,
 ``batch heads kv_heads head_dim seq_q seq_kv causal dtype pass`` and ``measured_s``.
 Error is ``predicted / measured − 1`` (signed: negative = the model is too fast);
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from hardware.attention_fit import fit_group, today
+from perfmodel.hardware.attention_fit import fit_group, today
 from perfmodel.efficiency import Fit, KernelEfficiency, features, group_key
 from perfmodel.kernels import AttentionCall, predict
 

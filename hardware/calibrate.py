@@ -1,13 +1,13 @@
 """Write ``data/cost-model.json``: the cost model's terms fitted to the published
 measurements the project ships, with their out-of-sample errors.
 
-1. **GEMM terms per part** (:mod:`hardware.gemm_fit`): the plateau per dtype, the
+1. **GEMM terms per part** (:mod:`perfmodel.hardware.gemm_fit`): the plateau per dtype, the
    K ramp (a dtype with 20 or more rows gets its own: FP8) and the fixed time where the
    rows vary enough, the weight-streaming fraction and small-transfer bytes where rows
    with ``M ≤ 128`` exist. Parts on one die (H200 = H100's GH100) are fitted together.
    DeepGEMM's m-grouped (MoE) rows are never fitted: they score the grouped formula
    out of sample.
-2. **Engine terms, shared by every part** (:mod:`hardware.e2e`): the fixed time per
+2. **Engine terms, shared by every part** (:mod:`perfmodel.hardware.e2e`): the fixed time per
    kernel, the per-step overhead (with and without CUDA graphs), attention's plateau,
    and the weight-streaming fraction of parts without GEMV rows, fitted to the
    single-GPU fixed-batch rows.
@@ -15,7 +15,7 @@ measurements the project ships, with their out-of-sample errors.
    (leave-one-source-out); the held-out terms are stored so that
    ``perfmodel validate e2e`` reproduces them without refitting.
 
-Run ``python -m hardware.calibrate`` after changing the data or the model.
+Run ``python -m perfmodel.hardware.calibrate`` after changing the data or the model.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from importlib import resources
 
 import numpy as np
 
-from hardware import e2e, gemm_fit
-from hardware.cost_data import FILE, params_for, stored
-from hardware.cost_fit import fit
+from perfmodel.hardware import e2e, gemm_fit
+from perfmodel.hardware.cost_data import FILE, params_for, stored
+from perfmodel.hardware.cost_fit import fit
 from perfmodel.cost import FORMULAS
 from perfmodel.evaluate import vectorised
 
@@ -61,7 +61,7 @@ SAME_DIE = {"h200-sxm": ("h100-sxm", "H200 is the H100 SXM's GH100 (132 SMs, 989
 
 def _pooled_predict(frame, params):
     """Seconds of each row under ``params``, each row on its own part (pooled dies)."""
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
 
     out = np.empty(len(frame))
     for key, idx in frame.groupby("accelerator").indices.items():
@@ -72,7 +72,7 @@ def _pooled_predict(frame, params):
 def fit_gemms(data: dict) -> dict:
     """Per-part GEMM terms and their errors (in sample and leave-one-source-out); the
     m-grouped (MoE) rows are scored out of sample by the grouped formula."""
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
 
     rows = gemm_fit.rows()
     rows = rows[rows["dtype"].isin(["bf16", "fp8"])]
@@ -158,8 +158,8 @@ def _attention_features(frame, acc, params):
     from perfmodel import symbols as S
     from perfmodel.cost import accelerator_terms, kernels
     from perfmodel.evaluate import value
-    from hardware.published import PASS_FACTOR  # noqa: F401  (the source's FLOP convention)
-    from hardware.attention_scoring import call_of
+    from perfmodel.hardware.published import PASS_FACTOR  # noqa: F401  (the source's FLOP convention)
+    from perfmodel.hardware.attention_scoring import call_of
 
     feats = []
     for _, r in frame.iterrows():
@@ -200,8 +200,8 @@ def fit_attention(data: dict) -> dict:
     published forward (and fwd+bwd) prefill calls of the best kernel family measured on it
     (highest plateau). The backward's fraction of the forward plateau is fitted first,
     where one family's rows hold both passes on one part, and taken by every part."""
-    from hardware import published
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware import published
+    from perfmodel.hardware.catalog import get_accelerator
 
     rows = published.predicted()
     rows = rows[rows["scored"] & (rows["regime"] == "prefill") & rows["pass"].isin(["fwd", "fwd_bwd"]) & (rows["impl"] == "fused")
@@ -250,10 +250,10 @@ def attention_out_of_sample(data: dict) -> dict:
     """The stored attention terms on published calls they were not fitted to (FA3
     backward, FP8 forward, other fwd+bwd, decode), beside the pure roofline and the
     previous per-group efficiency model (``efficiency-fit.json``) on the same rows."""
-    from hardware import published
-    from hardware.catalog import get_accelerator
-    from hardware.attention_fit import load_fit
-    from hardware.attention_scoring import calibrate as old_model
+    from perfmodel.hardware import published
+    from perfmodel.hardware.catalog import get_accelerator
+    from perfmodel.hardware.attention_fit import load_fit
+    from perfmodel.hardware.attention_scoring import calibrate as old_model
 
     rows = published.predicted()
     rows = rows[rows["scored"] & (rows["impl"] == "fused") & rows["family"].isin(ATTENTION_FAMILIES)]
@@ -315,7 +315,7 @@ def _with_defaults(data: dict, values: dict, source: str) -> dict:
 
 def fit_engine(data: dict, rows, prepared) -> tuple[dict, float]:
     """The engine-level defaults fitted to ``prepared`` rows (see module docstring)."""
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
 
     accs = {key: get_accelerator(key) for key, _ in prepared}
     measured = np.array([e2e.measured_value(r) for _, r in rows.iterrows()])
@@ -375,9 +375,9 @@ def main() -> None:
         held_values, _ = fit_engine(data, rows[keep], [p for p, k in zip(prepared, keep) if k])
         loso[source] = held_values
     data["leave_one_source_out"] = loso
-    path = resources.files("hardware") / "data" / FILE
+    path = resources.files("perfmodel.hardware") / "data" / FILE
     _write(path, data)
-    from hardware import catalog
+    from perfmodel.hardware import catalog
 
     stored.cache_clear()
     catalog._load.cache_clear()  # the catalog's accelerators carry the terms just written

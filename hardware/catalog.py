@@ -38,8 +38,8 @@ from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
-from hardware.accelerator import Accelerator
-from hardware.cost_data import params_for, with_overrides
+from perfmodel.hardware.accelerator import Accelerator
+from perfmodel.hardware.cost_data import params_for, with_overrides
 from perfmodel.errors import PerfmodelError, UnknownNameError
 from perfmodel.files import parse_json, parse_yaml, read_text, write_text
 from perfmodel.units import DTYPES, GIB
@@ -62,7 +62,7 @@ _FILE_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 def _data_text(name: str) -> str:
-    return (resources.files("hardware") / "data" / name).read_text(encoding="utf-8")
+    return (resources.files("perfmodel.hardware") / "data" / name).read_text(encoding="utf-8")
 
 
 def _read_csv(name: str) -> list[dict[str, str]]:
@@ -140,7 +140,7 @@ def _norm(name: str) -> str:
 
 def _fabric(acc: Accelerator):
     """The part's links and collective parameters (None without a links row)."""
-    from hardware.links import fabric_for  # links reads the catalog's keys
+    from perfmodel.hardware.links import fabric_for  # links reads the catalog's keys
 
     return fabric_for(acc.key)
 

@@ -9,7 +9,7 @@ on parameters kept inside ``BOUNDS``. Errors: |predicted/measured - 1| per syste
 message band, in sample and leave-one-source-out (a source is one system's measurement
 files; the other NVSwitch systems' parameters predict it with its own link bandwidth).
 
-Run ``python -m hardware.collective_fit`` to rewrite ``data/collectives-fit.json``.
+Run ``python -m perfmodel.hardware.collective_fit`` to rewrite ``data/collectives-fit.json``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from sympy import lambdify
 
-from hardware.links import interconnect
+from perfmodel.hardware.links import interconnect
 from perfmodel import collectives as C
 from perfmodel import symbols as S
-from hardware.attention_fit import levenberg_marquardt
+from perfmodel.hardware.attention_fit import levenberg_marquardt
 from perfmodel.errors import PerfmodelError
 
 MEASUREMENTS = "nccl-measurements.csv"
@@ -89,7 +89,7 @@ def _group(system: str, collective: str, alg: str, gpus: int) -> str:
 
 def load_rows(text: str | None = None) -> list[Row]:
     """The timed sweep rows of systems in the catalog (issue-thread spot values are kept apart)."""
-    text = text or (resources.files("hardware") / "data" / MEASUREMENTS).read_text(encoding="utf-8")
+    text = text or (resources.files("perfmodel.hardware") / "data" / MEASUREMENTS).read_text(encoding="utf-8")
     rows = []
     for r in csv.DictReader(io.StringIO(text)):
         system = SYSTEMS.get(r["system"].split(" (")[0])
@@ -276,7 +276,7 @@ def save(path: Path | None = None) -> dict:
 
 def load_fit() -> dict:
     """The stored fit (``data/collectives-fit.json``)."""
-    return json.loads((resources.files("hardware") / "data" / FIT_FILE).read_text(encoding="utf-8"))
+    return json.loads((resources.files("perfmodel.hardware") / "data" / FIT_FILE).read_text(encoding="utf-8"))
 
 
 #: algorithms no nccl row measures alone borrow a measured one's parameters: the tree all-reduce the

@@ -1,5 +1,5 @@
 """The cost model's terms as data: ``data/cost-model.json`` (written by
-:mod:`hardware.calibrate`) -> one :class:`perfmodel.cost.CostParams` per accelerator.
+:mod:`perfmodel.hardware.calibrate`) -> one :class:`perfmodel.cost.CostParams` per accelerator.
 
 An accelerator's terms are, in order of precedence: its own fitted values (GEMM
 measurements of that part), then the file's defaults (engine-level terms fitted to
@@ -26,7 +26,7 @@ FIELDS = tuple(f.name for f in dataclasses.fields(CostParams)
 
 @functools.cache
 def stored() -> dict:
-    return json.loads((resources.files("hardware") / "data" / FILE).read_text(encoding="utf-8"))
+    return json.loads((resources.files("perfmodel.hardware") / "data" / FILE).read_text(encoding="utf-8"))
 
 
 def params_for(acc, data: dict | None = None) -> CostParams:

@@ -1,5 +1,5 @@
 """Fitting cost-model terms (:class:`perfmodel.cost.CostParams`) to measurements:
-least squares on ``ln t`` (Levenberg–Marquardt, :func:`hardware.attention_fit.levenberg_marquardt`)
+least squares on ``ln t`` (Levenberg–Marquardt, :func:`perfmodel.hardware.attention_fit.levenberg_marquardt`)
 over named fields, each kept in its range by a transform (fractions: a sigmoid into
 (0, 1); times, lengths and bytes: an exponential, > 0)."""
 
@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 
 from perfmodel.cost import CostParams
-from hardware.attention_fit import levenberg_marquardt
+from perfmodel.hardware.attention_fit import levenberg_marquardt
 
 FRACTIONS = ("weight_stream_efficiency", "stream_efficiency", "attention_efficiency", "softmax_overlap", "attention_backward_fraction")
 

@@ -87,7 +87,7 @@ METRICS = {
 
 
 def _csv(name: str) -> pd.DataFrame:
-    return pd.read_csv(io.StringIO((resources.files("hardware") / "data" / name).read_text(encoding="utf-8")))
+    return pd.read_csv(io.StringIO((resources.files("perfmodel.hardware") / "data" / name).read_text(encoding="utf-8")))
 
 
 def read() -> pd.DataFrame:
@@ -143,7 +143,7 @@ def _config_files() -> dict[str, Path]:
     from perfmodel.presets import preset_path, registry
 
     out = {rec["hf_repo"]: preset_path(name) for name, rec in registry().items()}
-    folder = Path(str(resources.files("hardware") / "data" / CONFIGS))
+    folder = Path(str(resources.files("perfmodel.hardware") / "data" / CONFIGS))
     for path in sorted(folder.glob("*.json")):
         out.setdefault(path.stem.replace("--", "/", 1), path)
     return out
@@ -251,7 +251,7 @@ def label(source: str) -> str:
 
 
 def _scenario(r):
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel.options import Options
     from perfmodel.scenario import Scenario
 
@@ -367,9 +367,9 @@ def prepare(frame: pd.DataFrame) -> list:
 
 def held_out_params(source: str):
     """``accelerator key -> CostParams`` with the engine terms fitted without ``source``
-    (stored by :mod:`hardware.calibrate`)."""
-    from hardware.catalog import get_accelerator
-    from hardware.cost_data import params_for, stored
+    (stored by :mod:`perfmodel.hardware.calibrate`)."""
+    from perfmodel.hardware.catalog import get_accelerator
+    from perfmodel.hardware.cost_data import params_for, stored
 
     data = stored()
     values = data.get("leave_one_source_out", {}).get(source)
@@ -486,7 +486,7 @@ def _serving_engine(label: str):
 
 @functools.cache
 def _step(repo, accelerator, weight_dtype, act_dtype, kv_dtype, gemm_dtype, group, cuda_graphs):
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel.cost import Fusion
     from perfmodel.options import Options
     from perfmodel.scenario import Scenario

@@ -24,7 +24,7 @@ import pandas as pd
 from perfmodel import symbols as S
 from perfmodel.cost import GEMM_TIME_S, PARAMETERS
 from perfmodel.evaluate import vectorised
-from hardware.attention_fit import levenberg_marquardt
+from perfmodel.hardware.attention_fit import levenberg_marquardt
 
 FILE = "gemm-measurements.csv"
 
@@ -55,7 +55,7 @@ KEY = ["source", "library", "gpu", "dtype_a", "m", "n", "k", "batch", "layout", 
 
 
 def read() -> pd.DataFrame:
-    text = (resources.files("hardware") / "data" / FILE).read_text(encoding="utf-8")
+    text = (resources.files("perfmodel.hardware") / "data" / FILE).read_text(encoding="utf-8")
     return pd.read_csv(io.StringIO(text))
 
 

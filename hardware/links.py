@@ -20,7 +20,7 @@ from decimal import Decimal
 from fractions import Fraction
 from importlib import resources
 
-from hardware.catalog import resolve_key
+from perfmodel.hardware.catalog import resolve_key
 from perfmodel.errors import PerfmodelError
 
 LINKS_FILE = "links.csv"
@@ -92,7 +92,7 @@ def _row_to_interconnect(row: dict[str, str]) -> Interconnect:
 @functools.cache
 def interconnects() -> dict[str, Interconnect]:
     """Catalog key -> Interconnect, for every row of ``data/links.csv``."""
-    text = (resources.files("hardware") / "data" / LINKS_FILE).read_text(encoding="utf-8")
+    text = (resources.files("perfmodel.hardware") / "data" / LINKS_FILE).read_text(encoding="utf-8")
     table = {}
     for row in csv.DictReader(io.StringIO(text)):
         if row["key"] in table:
@@ -124,7 +124,7 @@ SCALE_OUT_EFFICIENCY = 0.85
 def _fit_groups() -> dict:
     import json
 
-    return json.loads((resources.files("hardware") / "data" / FIT_FILE).read_text(encoding="utf-8"))["groups"]
+    return json.loads((resources.files("perfmodel.hardware") / "data" / FIT_FILE).read_text(encoding="utf-8"))["groups"]
 
 
 def _fitted(system: str) -> dict:

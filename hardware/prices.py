@@ -16,7 +16,7 @@ FILE = "gpu-prices.csv"
 
 @functools.cache
 def table() -> pd.DataFrame:
-    return pd.read_csv(io.StringIO((resources.files("hardware") / "data" / FILE).read_text(encoding="utf-8")))
+    return pd.read_csv(io.StringIO((resources.files("perfmodel.hardware") / "data" / FILE).read_text(encoding="utf-8")))
 
 
 def list_price(key: str) -> tuple[float | None, str]:

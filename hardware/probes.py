@@ -9,7 +9,7 @@
   peaks are the best measured rates (achieved, not datasheet), and
   :func:`save_accelerator` to write it in the user-file JSON format.
 
-Run ``python3 -m hardware.probes --out measured.json`` on the machine to measure.
+Run ``python3 -m perfmodel.hardware.probes --out measured.json`` on the machine to measure.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import subprocess
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 
-from hardware.accelerator import Accelerator
-from hardware.timing import time_callable
+from perfmodel.hardware.accelerator import Accelerator
+from perfmodel.hardware.timing import time_callable
 from perfmodel.errors import PerfmodelError
 
 GIB, MIB = 2**30, 2**20
@@ -368,19 +368,19 @@ def _plain(value):
 
 
 def save_accelerator(acc: Accelerator, path) -> None:
-    """Write ``acc`` as a JSON user file (the format ``hardware.catalog`` loads back)."""
-    from hardware.catalog import dump_accelerator_file
+    """Write ``acc`` as a JSON user file (the format ``perfmodel.hardware.catalog`` loads back)."""
+    from perfmodel.hardware.catalog import dump_accelerator_file
 
     dump_accelerator_file(acc, path)
 
 
 
 def main(argv=None) -> int:
-    """``python3 -m hardware.probes [--device cuda] [--quick] [--dtypes bf16,fp16] [--out FILE]``."""
+    """``python3 -m perfmodel.hardware.probes [--device cuda] [--quick] [--dtypes bf16,fp16] [--out FILE]``."""
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python3 -m hardware.probes", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python3 -m perfmodel.hardware.probes", description=main.__doc__)
     p.add_argument("--device")
     p.add_argument("--dtypes", help="comma-separated, e.g. fp32,bf16")
     p.add_argument("--quick", action="store_true")

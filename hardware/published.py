@@ -91,7 +91,7 @@ SHAPE = ("batch", "seqlen_q", "seqlen_kv", "n_heads", "n_kv_heads", "head_dim")
 
 def read(which: str = "main") -> pd.DataFrame:
     """One data file as stored (``main`` or ``extra``)."""
-    text = (resources.files("hardware") / "data" / FILES[which]).read_text(encoding="utf-8")
+    text = (resources.files("perfmodel.hardware") / "data" / FILES[which]).read_text(encoding="utf-8")
     return pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
 
 
@@ -173,7 +173,7 @@ FIT_NOTES = ("Trained on every scored row of hardware/data/attention-measurement
 
 def accelerators(frame: pd.DataFrame) -> dict:
     """Catalog accelerator per key named in ``frame``."""
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
 
     return {key: get_accelerator(key) for key in frame["accelerator"].dropna().unique()}
 
@@ -186,7 +186,7 @@ def predicted(which: tuple[str, ...] = ("main", "extra")) -> pd.DataFrame:
 
 @functools.cache
 def _predicted(which: tuple[str, ...]) -> pd.DataFrame:
-    from hardware.attention_scoring import predict_rows
+    from perfmodel.hardware.attention_scoring import predict_rows
 
     frame = rows(which)
     return predict_rows(frame, accelerators(frame))
@@ -196,8 +196,8 @@ def scored(fit=None, *, out_of_sample: bool = False, rows_: pd.DataFrame | None 
     """Every stored row (or the :func:`predicted` ``rows_``) with pure, catalog and
     calibrated predictions (``fit``: default the stored one) and, with
     ``out_of_sample``, leave-one-source-out predictions."""
-    from hardware.attention_fit import load_fit
-    from hardware.attention_scoring import calibrate, leave_one_out
+    from perfmodel.hardware.attention_fit import load_fit
+    from perfmodel.hardware.attention_scoring import calibrate, leave_one_out
 
     frame = predicted() if rows_ is None else rows_
     accs = accelerators(frame)
@@ -210,7 +210,7 @@ def train(rows_: pd.DataFrame | None = None):
     :func:`predicted` ``rows_`` (default: all stored rows) and record, as
     provenance, its out-of-sample errors: on the held-out file, leave-one-source-out
     over all rows, and FA2-on-A100 parameters applied to FA3 on H100."""
-    from hardware.attention_scoring import calibrate, fit_rows, leave_one_out, summarize, transfer
+    from perfmodel.hardware.attention_scoring import calibrate, fit_rows, leave_one_out, summarize, transfer
 
     frame = predicted() if rows_ is None else rows_
     accs = accelerators(frame)

@@ -33,7 +33,7 @@ _GPT = re.compile(r"h=(\d+) L=(\d+)(?: heads=(\d+))?(?: V=(\d+))?")
 
 
 def read() -> pd.DataFrame:
-    return pd.read_csv(io.StringIO((resources.files("hardware") / "data" / FILE).read_text(encoding="utf-8")))
+    return pd.read_csv(io.StringIO((resources.files("perfmodel.hardware") / "data" / FILE).read_text(encoding="utf-8")))
 
 
 @functools.cache
@@ -52,7 +52,7 @@ def _arch(label: str, seq: int):
     if name is None:
         return None
     if "--" in name:
-        path = resources.files("hardware") / "data" / "e2e-configs" / f"{name}.json"
+        path = resources.files("perfmodel.hardware") / "data" / "e2e-configs" / f"{name}.json"
     else:
         path = preset_path(name)
     return from_config(read_config_file(path), name=name)
@@ -167,7 +167,7 @@ def _layout_kwargs(r) -> dict:
 
 
 def predict_row(r) -> float:
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel.options import Options
     from perfmodel.scenario import Scenario
     from perfmodel.train import Overlap, iteration, make_layout

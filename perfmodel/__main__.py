@@ -1,5 +1,5 @@
 """``python -m perfmodel``: the same command line as ``perfmodel``."""
 
-from cli import main
+from perfmodel.cli import main
 
 main()

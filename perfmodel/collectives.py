@@ -125,7 +125,7 @@ FIT_PARAMETERS = ("t_c", "alpha_c", "e_c", "X_ch", "p_c")
 @dataclass(frozen=True)
 class Fabric:
     """One accelerator's links and collective parameters, carried by its ``Accelerator``
-    (``hardware.collective_fit.fabric_for`` builds it from the stored fit).
+    (``perfmodel.hardware.collective_fit.fabric_for`` builds it from the stored fit).
 
     ``parameters[(collective, algorithm)][gpus]``: ``{t_c, alpha_c, e_c, X_ch, p_c}``, with
     ``gpus = 0`` for a fit over all GPU counts; ``inter_node``: the same five for the

@@ -29,7 +29,7 @@ from perfmodel.presets import load_model, registry
 from perfmodel.scenario import Scenario
 
 if TYPE_CHECKING:
-    from hardware.accelerator import Accelerator
+    from perfmodel.hardware.accelerator import Accelerator
 
 #: columns that get a ``<column>_vs_first`` ratio against the first model
 RATIO_COLUMNS = (

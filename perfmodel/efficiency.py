@@ -19,7 +19,7 @@ by ``e_c`` is exactly :class:`perfmodel.roofline.Efficiency` (``Roof.compute_tim
 
 Groups without a fit keep the defaults (the catalog's matmul and bandwidth
 efficiencies, ``k_half = t_launch = 0``, ``f_causal = 1``): the catalog-efficiency
-roofline. The parameters are fitted with the measurements (:mod:`hardware.attention_fit`,
+roofline. The parameters are fitted with the measurements (:mod:`perfmodel.hardware.attention_fit`,
 stored in ``hardware/data/efficiency-fit.json``); this module only evaluates a
 :class:`Fit` it is handed.
 """

@@ -22,7 +22,7 @@ from perfmodel.metrics import op_total
 from perfmodel.ops.base import Op
 
 if TYPE_CHECKING:  # perfmodel needs from hardware only the Accelerator type
-    from hardware.accelerator import Accelerator
+    from perfmodel.hardware.accelerator import Accelerator
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from perfmodel.table import Table, build
 from perfmodel.units import dtype_bytes, weight_element_bytes
 
 if TYPE_CHECKING:
-    from hardware.accelerator import Accelerator
+    from perfmodel.hardware.accelerator import Accelerator
 
 #: tokens per step when the user gives none
 DEFAULT_SEQ = {"prefill": 2048, "decode": 1, "train": 2048}

@@ -23,8 +23,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hardware import attention_bench as bench  # noqa: E402
-from hardware.probes import measure_device  # noqa: E402
+from perfmodel.hardware import attention_bench as bench  # noqa: E402
+from perfmodel.hardware.probes import measure_device  # noqa: E402
 from perfmodel.kernels import AttentionCall, predict  # noqa: E402
 
 FAST = dict(warmup=1, trials=2, min_time_s=0.001)

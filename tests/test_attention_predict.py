@@ -22,8 +22,8 @@ from fractions import Fraction
 
 import pytest
 
-from cli import main
-from hardware.catalog import get_accelerator
+from perfmodel.cli import main
+from perfmodel.hardware.catalog import get_accelerator
 from perfmodel import api
 
 PEAK, VECTOR, BW = Fraction(1979, 2) * 10**12, 67 * 10**12, 3350 * 10**9  # H100 SXM datasheet

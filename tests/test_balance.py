@@ -26,9 +26,9 @@ from fractions import Fraction
 import pytest
 from sympy import sqrt
 
-from cli import main
-from hardware.accelerator import Accelerator
-from hardware.catalog import get_accelerator
+from perfmodel.cli import main
+from perfmodel.hardware.accelerator import Accelerator
+from perfmodel.hardware.catalog import get_accelerator
 from perfmodel import api
 from perfmodel import symbols as S
 from perfmodel.options import Options

@@ -17,7 +17,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-import cli
+from perfmodel import cli
 from conftest import REPO
 
 # (command words, its positional columns, rows): rows as JSON-lines objects; None = not given
@@ -243,7 +243,7 @@ def test_not_utf8_and_missing_file(tmp_path, capsys):
 def test_batch_never_imports_torch(tmp_path):
     """The real entry point in a fresh interpreter, then its ``sys.modules``."""
     path = _write(tmp_path / "r.jsonl", '{"model": "qwen3-8b", "gpu": "h100-sxm"}\n')
-    probe = ("import sys, cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code\n"
+    probe = ("import sys\nfrom perfmodel import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code\n"
              "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers'}))")
     result = subprocess.run([sys.executable, "-c", probe, "batch", "roofline", "--input", str(path), "--format", "csv"],
                             cwd=REPO, capture_output=True, text=True, timeout=120)

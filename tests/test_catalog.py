@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hardware.accelerator import Accelerator
-from hardware.catalog import (
+from perfmodel.hardware.accelerator import Accelerator
+from perfmodel.hardware.catalog import (
     accelerator_from_dict,
     accelerator_to_dict,
     aliases,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from sympy import Rational, Symbol, limit, oo, simplify
 
-from hardware import collective_fit as F
-from hardware.catalog import catalog
-from hardware.links import interconnect, interconnects
+from perfmodel.hardware import collective_fit as F
+from perfmodel.hardware.catalog import catalog
+from perfmodel.hardware.links import interconnect, interconnects
 from perfmodel import collectives as C
 from perfmodel import symbols as S
 from perfmodel.errors import PerfmodelError

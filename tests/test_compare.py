@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from cli import main
+from perfmodel.cli import main
 from perfmodel.comparison import Variant, parse_variant
 from perfmodel.presets import preset_path
 

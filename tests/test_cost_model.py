@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sympy import Integer
 
-from hardware.catalog import get_accelerator
-from hardware import gemm_fit
+from perfmodel.hardware.catalog import get_accelerator
+from perfmodel.hardware import gemm_fit
 from perfmodel import load_model
 from perfmodel import symbols as S
 from perfmodel.cost import (
@@ -252,8 +252,8 @@ def test_dequantization_by_hand():
 
 
 def _attention_errors(family, pass_, dtype):
-    from hardware import published
-    from hardware.attention_scoring import call_of
+    from perfmodel.hardware import published
+    from perfmodel.hardware.attention_scoring import call_of
     from perfmodel.api import call_seconds
 
     rows = published.predicted()

@@ -6,7 +6,7 @@ independent of this code. Thresholds are stated from the stored fit
 import numpy as np
 import pytest
 
-from hardware import e2e
+from perfmodel.hardware import e2e
 
 
 @pytest.fixture(scope="module")

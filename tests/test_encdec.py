@@ -450,7 +450,7 @@ def test_compare_sets_an_encoder_decoder_beside_a_decoder_only_model():
     source token (2·12 layers·12 heads·64·2 bytes); gpt2-medium 2·24·1024·2 = 98304 per
     token and no source. ``source_len`` applies to the encoder-decoder only; without it the
     prompt is the source."""
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel.comparison import compare
 
     h100 = get_accelerator("h100-sxm")

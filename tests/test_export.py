@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cli import cli, main
+from perfmodel.cli import cli, main
 from perfmodel import api
 from perfmodel.export import FORMATS, _cell, plain_cell, render
 from perfmodel.options import Options
@@ -31,7 +31,7 @@ GPT2 = load_model("gpt2")
 def _frames() -> dict[str, pd.DataFrame]:
     """Real query results (big exact ints, floats, strings, bools, None) and an object
     column mixing ints beyond 2**53 with a missing value."""
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
 
     sc = Scenario(GPT2, Options(phase="decode"), batch=4, context=512, accelerator=get_accelerator("h100"))
     return {

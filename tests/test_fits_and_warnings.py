@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cli import main
+from perfmodel.cli import main
 from conftest import preset_config
 
 KV_PER_TOKEN = 131_072

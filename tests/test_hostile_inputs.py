@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cli import main
+from perfmodel.cli import main
 from conftest import REPO, preset_config
 from hostile_cases import CASES, long_name, write_files
 

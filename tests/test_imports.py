@@ -33,7 +33,7 @@ with contextlib.redirect_stdout(out):
         import perfmodel
         perfmodel.params(perfmodel.load_model("qwen3-30b-a3b"))
     else:
-        import cli
+        from perfmodel import cli
         try:
             cli.main(argv)
         except SystemExit as exc:

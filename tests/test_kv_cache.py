@@ -24,7 +24,7 @@ from fractions import Fraction
 
 import pytest
 
-import cli
+from perfmodel import cli
 from conftest import hf_config, preset_config
 
 BYTES = {"fp32": 4, "bf16": 2, "fp8": 1}

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-import cli
-from hardware.catalog import get_accelerator
+from perfmodel import cli
+from perfmodel.hardware.catalog import get_accelerator
 from perfmodel import request as single
 from perfmodel.layout import Layout
 from perfmodel.options import Options

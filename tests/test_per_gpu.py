@@ -12,7 +12,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import cli
+from perfmodel import cli
 
 
 def _run(args):

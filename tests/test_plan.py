@@ -9,7 +9,7 @@ import json
 
 from click.testing import CliRunner
 
-import cli
+from perfmodel import cli
 
 
 def _plan(*args):

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cli import main
-from hardware.catalog import get_accelerator
+from perfmodel.cli import main
+from perfmodel.hardware.catalog import get_accelerator
 from perfmodel import api
 from perfmodel.errors import PerfmodelError
 from perfmodel.options import Options

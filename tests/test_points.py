@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import perfmodel as pm
-from hardware.catalog import get_accelerator
+from perfmodel.hardware.catalog import get_accelerator
 from perfmodel.evaluate import value
 
 H100 = get_accelerator("h100")

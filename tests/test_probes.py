@@ -14,9 +14,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hardware import probes  # noqa: E402
-from hardware.accelerator import Accelerator  # noqa: E402
-from hardware.probes import measure_bandwidth, measure_device, measure_matmul, save_accelerator  # noqa: E402
+from perfmodel.hardware import probes  # noqa: E402
+from perfmodel.hardware.accelerator import Accelerator  # noqa: E402
+from perfmodel.hardware.probes import measure_bandwidth, measure_device, measure_matmul, save_accelerator  # noqa: E402
 from perfmodel.errors import PerfmodelError  # noqa: E402
 
 FAST = dict(warmup=1, trials=2, min_time_s=0.001)
@@ -100,7 +100,7 @@ def test_measured_accelerator(measured):
 def test_saved_json_uses_field_names_and_loads_back(measured, tmp_path):
     """The saved file is a user accelerator file: Accelerator field names only, and the
     catalog's loader rebuilds the same measured spec from it."""
-    from hardware.catalog import load_accelerator_file
+    from perfmodel.hardware.catalog import load_accelerator_file
 
     path = tmp_path / "measured.json"
     save_accelerator(measured, path)

@@ -30,7 +30,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 import pytest
 
-import cli
+from perfmodel import cli
 
 B = 10**9
 

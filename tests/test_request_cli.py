@@ -7,7 +7,7 @@ import json
 
 from click.testing import CliRunner
 
-from cli import cli
+from perfmodel.cli import cli
 
 
 def run(*args):

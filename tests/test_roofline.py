@@ -21,9 +21,9 @@ from fractions import Fraction
 import pytest
 
 import perfmodel as pm
-from cli import main
+from perfmodel.cli import main
 from perfmodel import api
-from hardware.catalog import get_accelerator
+from perfmodel.hardware.catalog import get_accelerator
 from perfmodel.evaluate import value
 from perfmodel.ops.base import Site, linear
 from perfmodel.roofline import Efficiency, Roof, bound, op_times

@@ -75,7 +75,7 @@ def test_drop_assign_and_columns_keep_pandas_order():
 
 
 def _queries():
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
 
     h100 = get_accelerator("h100")
     llama, moe = load_model("llama-3-8b"), load_model("mixtral-8x7b")

@@ -10,14 +10,14 @@ import math
 
 import pytest
 
-from cli import main
+from perfmodel.cli import main
 from perfmodel.errors import PerfmodelError
 from perfmodel.serving import Engine, StepModel, Workload, kv_capacity, serve, single_gpu, steady_state
 
 
 @pytest.fixture(scope="module")
 def h100_8b():
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel.options import Options
     from perfmodel.presets import load_model
     from perfmodel.scenario import Scenario
@@ -230,7 +230,7 @@ def test_library_errors():
 def test_pure_steps_are_the_request_models(model):
     """A decode-only step is the request model's decode step at that batch and
     context; a lone prompt is its prefill step (the serving model adds no time)."""
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel.cost import Fusion
     from perfmodel.options import Options
     from perfmodel.presets import load_model
@@ -262,8 +262,8 @@ def test_max_rate_meets_the_ttft_limit_and_no_more(h100_8b):
 
 
 def test_price_table_rows_are_sourced_list_prices():
-    from hardware.catalog import get_accelerator
-    from hardware.prices import list_price, table
+    from perfmodel.hardware.catalog import get_accelerator
+    from perfmodel.hardware.prices import list_price, table
 
     for _, r in table().iterrows():
         get_accelerator(r["key"])  # a catalog key
@@ -276,7 +276,7 @@ def test_price_table_rows_are_sourced_list_prices():
 
 
 def test_serve_takes_the_list_price_by_default(capsys):
-    from hardware.prices import list_price
+    from perfmodel.hardware.prices import list_price
 
     main([*BASE, "--concurrency", "4", "--format", "json"])
     (row,) = json.loads(capsys.readouterr().out)

@@ -9,8 +9,8 @@ import json
 
 from click.testing import CliRunner
 
-from cli import cli
-from hardware import e2e
+from perfmodel.cli import cli
+from perfmodel.hardware import e2e
 
 
 def test_serving_rows_are_mapped_or_have_a_reason():

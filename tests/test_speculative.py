@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from cli import main
+from perfmodel.cli import main
 from perfmodel.errors import PerfmodelError
 from perfmodel.speculative import Acceptance
 
@@ -50,7 +50,7 @@ def test_acceptance_distribution():
 def rows():
     from click.testing import CliRunner
 
-    from cli import cli
+    from perfmodel.cli import cli
 
     r = CliRunner().invoke(cli, ["speculate", "--model", "llama-3-8b", "--gpu", "h100", "--draft", "llama-3-8b",
                                  "--draft-set", "num_hidden_layers=4", "--k", "4", "--alpha", "0.7", "--context", "128",
@@ -60,7 +60,7 @@ def rows():
 
 
 def test_speculative_step_composes_request_steps(rows):
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel.cost import Fusion
     from perfmodel.options import Options
     from perfmodel.presets import load_model
@@ -93,7 +93,7 @@ def test_it_pays_while_memory_bound_and_stops_above_a_batch(rows):
 def test_no_cache_flops_against_a_hand_sum():
     from test_toy_model import D, DH, FF, H, KV, L, V, toy
 
-    from hardware.catalog import get_accelerator
+    from perfmodel.hardware.catalog import get_accelerator
     from perfmodel.nokv import report
     from perfmodel.options import Options
     from perfmodel.scenario import Scenario
@@ -125,7 +125,7 @@ def test_no_cache_flops_against_a_hand_sum():
 def test_no_cache_grows_quadratically():
     from click.testing import CliRunner
 
-    from cli import cli
+    from perfmodel.cli import cli
 
     r = CliRunner().invoke(cli, ["recompute", "--model", "llama-3-8b", "--gpu", "h100", "--prompt", "128", "--output", "1024", "--format", "json"])
     assert r.exit_code == 0, r.output

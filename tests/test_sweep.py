@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from hardware.catalog import get_accelerator
+from perfmodel.hardware.catalog import get_accelerator
 from perfmodel.errors import PerfmodelError
 from perfmodel.evaluate import value
 from perfmodel.options import Options
@@ -114,7 +114,7 @@ def test_cli_sweep_json_and_needs_gpu(tmp_path):
 
 def test_plots(tmp_path):
     pytest.importorskip("matplotlib")
-    from cli import main
+    from perfmodel.cli import main
 
     for kind in ("lines", "heatmap"):
         path = tmp_path / f"{kind}.png"

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from hardware import timing
-from hardware.timing import Timing, summarize, time_callable
+from perfmodel.hardware import timing
+from perfmodel.hardware.timing import Timing, summarize, time_callable
 from perfmodel.errors import PerfmodelError
 
 

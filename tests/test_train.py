@@ -17,8 +17,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import cli
-from hardware.catalog import get_accelerator
+from perfmodel import cli
+from perfmodel.hardware.catalog import get_accelerator
 from perfmodel.evaluate import bindings, value
 from perfmodel.layout import Layout
 from perfmodel.memory import memory

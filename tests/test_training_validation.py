@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hardware import training_validation as tv
+from perfmodel.hardware import training_validation as tv
 
 
 def test_every_unscored_row_says_why():

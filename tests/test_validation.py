@@ -29,14 +29,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cli import main
-from hardware import published
-from hardware.catalog import get_accelerator
-from hardware import attention_fit as F
+from perfmodel.cli import main
+from perfmodel.hardware import published
+from perfmodel.hardware.catalog import get_accelerator
+from perfmodel.hardware import attention_fit as F
 from perfmodel import efficiency as E
 from perfmodel.kernels import AttentionCall, predict
 from perfmodel.roofline import Efficiency
-from hardware.attention_scoring import fit_rows, summarize
+from perfmodel.hardware.attention_scoring import fit_rows, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "hardware" / "data"
