@@ -7,6 +7,7 @@ would load the same file twice under two names."""
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,8 +16,12 @@ from conftest import REPO
 
 
 def test_wheel_installs_only_the_perfmodel_package(tmp_path):
+    # a copy without build outputs: setuptools reuses an existing build/ folder
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        "build", "dist", "*.egg-info", ".git", "__pycache__", ".pytest_cache", ".hypothesis"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=600)
+                    "-w", str(tmp_path), str(source)], check=True, capture_output=True, timeout=600)
     (wheel,) = tmp_path.glob("perfmodel-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
