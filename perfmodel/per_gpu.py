@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from perfmodel.errors import PerfmodelError
-from perfmodel.evaluate import value
+from perfmodel.evaluate import number, value
 from perfmodel.layout import Layout
 from perfmodel.memory import memory
 from perfmodel.scenario import Scenario
@@ -66,8 +66,8 @@ def memory_row(sc: Scenario, layout: Layout) -> dict:
             need[i] = {k: value(v, st.values) for k, v in memory(st.table).items()}
         parts = INFER_PARTS
     worst = max(need, key=lambda i: need[i]["total_bytes"])
-    row = {f"{p}_bytes_per_gpu": float(need[worst][f"{p}_bytes"]) for p in parts}
-    row["memory_per_gpu_bytes"] = float(need[worst]["total_bytes"])
+    row = {f"{p}_bytes_per_gpu": number(need[worst][f"{p}_bytes"]) for p in parts}
+    row["memory_per_gpu_bytes"] = number(need[worst]["total_bytes"])
     row["stage"] = worst
     acc = sc.accelerator
     if acc is not None:

@@ -53,7 +53,7 @@ from sympy import Integer, sympify
 from perfmodel import symbols as S
 from perfmodel.cost import PARAMETERS, Fusion, accelerator_terms, kernel_time, kernels
 from perfmodel.errors import PerfmodelError
-from perfmodel.evaluate import value
+from perfmodel.evaluate import number, value
 from perfmodel.layout import Layout
 from perfmodel.memory import training_activation_bytes
 from perfmodel.metrics import params as param_counts
@@ -122,8 +122,8 @@ def model_state_bytes(dense_params, routed_params, recipe: str, weight_bytes, la
     dense_ranks, routed_ranks = axis_ranks(layout, "dp")[0], axis_ranks(layout, "edp")[0]
 
     def part(bytes_per_param, stage):
-        return sum(p * bytes_per_param / (ranks if layout.zero >= stage else 1)
-                   for p, ranks in ((dense_params, dense_ranks), (routed_params, routed_ranks)))
+        return number(sum(sympify(p) * sympify(bytes_per_param) / (ranks if layout.zero >= stage else 1)
+                          for p, ranks in ((dense_params, dense_ranks), (routed_params, routed_ranks))))
 
     return {"weights_bytes": part(weight_bytes, 3), "gradient_bytes": part(r.gradient_bytes, 2),
             "optimizer_bytes": part(r.optimizer_bytes, 1)}
@@ -256,9 +256,9 @@ def iteration(sc: Scenario, layout: Layout, fusion: Fusion = Fusion(), overlap: 
         "bubble_fraction": (p - 1) / (v * m),
         "exposed_communication_s": exposed_comm,
         "communication_share": exposed_comm / step,
-        **{f"{k}_bytes_per_gpu": float(memory[worst][k + "_bytes"])
+        **{f"{k}_bytes_per_gpu": number(memory[worst][k + "_bytes"])
            for k in ("weights", "gradient", "optimizer", "activation")},
-        "memory_per_gpu_bytes": float(memory[worst]["total_bytes"]),
+        "memory_per_gpu_bytes": number(memory[worst]["total_bytes"]),
         "capacity_per_gpu_bytes": acc.memory_bytes,
         "fits": memory[worst]["total_bytes"] <= acc.memory_bytes,
     }
