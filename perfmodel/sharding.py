@@ -221,8 +221,11 @@ def _pipeline_rows(layout: Layout, forward: list[Op], stage: int, training: bool
     return rows
 
 
-def _data_parallel_rows(table: Table, layout: Layout, tensors: tuple[Tensor, ...], stage_values: dict) -> tuple[list, Expr]:
-    """Gradient reduction and ZeRO gathers; and the parameters this GPU's optimizer updates."""
+def _data_parallel_rows(table: Table, layout: Layout, tensors: tuple[Tensor, ...], groups: tuple, stage_values: dict
+                        ) -> tuple[list, Expr]:
+    """Gradient reduction and ZeRO gathers; and the parameters this GPU's optimizer updates.
+    ``groups``: each tensor's layer-count symbol in the built table (its ``repeat`` before
+    the stage's counts replaced it), which says which layer group it belongs to."""
     recipe = RECIPES[table.options.optimizer]
     rows: list[Comm] = []
     owned = ZERO
@@ -242,12 +245,15 @@ def _data_parallel_rows(table: Table, layout: Layout, tensors: tuple[Tensor, ...
             rows.append(comm(f"{axis}.param_all_gather", "all_gather", axis, params * S.B_w, repeat=1, group="model",
                              during="grad_sync"))
             continue
-        for g in table.arch.groups:  # ZeRO-3: each layer's parameters gathered before its forward and backward
-            per_layer = sum((t.numel for t in tensors if t.routed == routed and t.repeat == g.repeat), ZERO)
+        # ZeRO-3: each layer's parameters gathered before its forward and its backward; the
+        # embedding, final norm and LM head (the "model" group) likewise
+        for repeat, label in [(g.repeat, g.label) for g in table.arch.groups] + [(Integer(1), "model")]:
+            per_layer = sum((t.numel for t, group in zip(tensors, groups) if t.routed == routed and group == repeat),
+                            ZERO)
             if per_layer != 0:
                 for during in ("fwd", "bwd"):
                     rows.append(comm(f"{axis}.zero3_all_gather", "all_gather", axis, per_layer * S.B_w,
-                                     repeat=g.repeat, group=g.label, during=during))
+                                     repeat=repeat, group=label, during=during))
     return rows, owned
 
 
@@ -262,10 +268,11 @@ def shard(table: Table, layout: Layout, stage: int = 0) -> Table:
         raise PerfmodelError(f"stage: {stage} is not a pipeline stage of pp={layout.pp}")
     first, last = stage == 0, stage == layout.pp - 1
     counts = stage_map(arch, layout, stage)
-    tensors = tuple(replace(shard_tensor(t, arch, layout), repeat=t.repeat.xreplace(counts)) for t in table.tensors
-                    if t.repeat != 1 or _keeps_model_part(t.name, first, last))
+    kept = [t for t in table.tensors if t.repeat != 1 or _keeps_model_part(t.name, first, last)]
     if arch.tie_word_embeddings and layout.pp > 1 and last:  # Megatron keeps a copy for the LM head
-        tensors += tuple(shard_tensor(t, arch, layout) for t in table.tensors if t.name == "embed.tokens.weight")
+        kept += [t for t in table.tensors if t.name == "embed.tokens.weight"]
+    tensors = tuple(replace(shard_tensor(t, arch, layout), repeat=sympify(t.repeat).xreplace(counts)) for t in kept)
+    groups = tuple(t.repeat for t in kept)
     forward = [op for op in table.ops if op.pass_ == "fwd"]
     comms = _comm_rows(arch, options, layout, forward)
     ops: list[Op] = []
@@ -284,7 +291,7 @@ def shard(table: Table, layout: Layout, stage: int = 0) -> Table:
     ops = [replace(op, repeat=sympify(op.repeat).xreplace(counts)) for op in ops]
     ops += _pipeline_rows(layout, forward, stage, options.training)
     if options.training:
-        grad_rows, owned = _data_parallel_rows(table, layout, tensors, counts)
+        grad_rows, owned = _data_parallel_rows(table, layout, tensors, groups, counts)
         ops += [replace(op, repeat=sympify(op.repeat).xreplace(counts)) for op in grad_rows]
         step = next(op for op in table.ops if op.pass_ == "optimizer")
         ops.append(_scale(step, owned / table.params))

@@ -198,3 +198,20 @@ def test_a_stage_of_only_the_embedding():
     tables = [shard(build(LLAMA70, TRAIN), layout, stage) for stage in range(3)]
     assert [next(op.repeat for op in t.ops if op.name == "attn.q_proj") for t in tables] == [26, 27, 27]
     assert [any(op.name == "embed.tokens" for op in t.ops) for t in tables] == [True, False, False]
+
+
+def test_zero3_gathers_every_layer_and_the_model_parts():
+    """ZeRO-3 / FSDP (Rajbhandari et al. 2019 §5.3): each layer's parameters are
+    all-gathered before its forward and again before its backward. Llama-3-8B (config.json:
+    h=4096, 32 heads of 128, 8 KV heads, ffn 14336, vocab 128256, untied): one layer holds
+    q,o 2·4096² + k,v 2·4096·1024 + gate/up/down 3·4096·14336 + 2 norms 2·4096
+    = 218,112,000 parameters; the embedding, LM head and final norm 2·128256·4096 + 4096
+    = 1,050,677,248. In bf16 (2 bytes), 32 layers, fwd and bwd each."""
+    layout = Layout(dp=8, gpus_per_node=8, zero=3)
+    table = shard(build(LLAMA, TRAIN), layout)
+    values = bindings(LLAMA, b=1, s=8192, t=0)
+    gathers = [c for c in communication(table) if c.name == "dp.zero3_all_gather"]
+    got = sorted((c.during, c.group, int(value(c.repeat, values)), int(value(c.message_bytes, values))) for c in gathers)
+    layer, model = 218_112_000 * 2, 1_050_677_248 * 2
+    assert got == sorted([("fwd", "all", 32, layer), ("bwd", "all", 32, layer),
+                          ("fwd", "model", 1, model), ("bwd", "model", 1, model)])
