@@ -69,6 +69,10 @@ def _pooled_predict(frame, params):
     return out
 
 
+#: rows of one dtype on one die before its GEMM plateau is fitted (see :func:`fit_gemms`)
+MIN_DTYPE_ROWS = 3
+
+
 def fit_gemms(data: dict) -> dict:
     """Per-part GEMM terms and their errors (in sample and leave-one-source-out); the
     m-grouped (MoE) rows are scored out of sample by the grouped formula."""
@@ -81,7 +85,11 @@ def fit_gemms(data: dict) -> dict:
     grouped = grouped[grouped["dtype"].isin(["bf16", "fp8"])]
     report = {}
     for key, g in rows.groupby("die"):
-        g = g.reset_index(drop=True)
+        # a dtype's plateau is fitted from MIN_DTYPE_ROWS of its own or more: fitted to one
+        # best-shape row (a MAMF search's winner) the ramp lifts the plateau above what that
+        # best shape reached; with fewer rows the catalog's MAMF fraction stands
+        counts = g["dtype"].value_counts()
+        g = g[g["dtype"].isin(counts[counts >= MIN_DTYPE_ROWS].index)].reset_index(drop=True)
         acc = get_accelerator(key)
         if acc.sm_count is None or len(g) < 5:
             continue

@@ -139,6 +139,11 @@ def _layout_kwargs(r) -> dict:
       schedule): off for Korthikanti et al. 2022 (Megatron-LM of 2022, before the option)
       and the Megatron-LM rows of MegaScale (its Table 3 lists "PP overlap" among
       MegaScale's own additions); on elsewhere (the default since).
+    - Data-parallel overlap (gradient reduce-scatter under the backward, parameter
+      all-gather under the next forward): off for the Megatron-LM rows of MegaScale (its
+      Table 3 lists "DP overlap" among MegaScale's additions to Megatron-LM commit
+      285068c8, §6.1); on elsewhere (Megatron-Core's ``overlap_grad_reduce`` /
+      ``overlap_param_gather``, set by the recipes).
     - EP all-to-all overlap: Megatron-Bridge's DeepSeek-V3 H100 configuration (1024 GPUs,
       tp 2, pp 8, vp 4, ep 64, GBS 8192: the row's cells) sets ``moe_a2a_overlap=True``
       (scripts/performance/configs/deepseek/deepseek_workload_base_configs.py); other rows
@@ -150,6 +155,7 @@ def _layout_kwargs(r) -> dict:
     fsdp = re.search(r"FSDP=(\d+)", notes)
     bridge = _bridge(r)
     megascale = "(MegaScale)" in str(r["model"])
+    megatron_baseline = "MegaScale" in str(r["source"]) and not megascale
     kw = {
         "gpus": int(r["n_gpus"]), "tp": tp, "pp": pp, "ep": _count(r["ep"]),
         "cp": _count(r["cp"]), "global_batch": int(r["global_batch"]), "micro_batch": _count(r["micro_batch"]),
@@ -158,7 +164,8 @@ def _layout_kwargs(r) -> dict:
         "zero": 3 if bridge and fsdp and int(fsdp.group(1)) > 0 else 1,
         "_recompute": "full" if recompute.startswith("full") else "selective" if recompute.startswith("selective") else "none",
         "_overlap": {"tp_comm": (bridge or megascale) and tp > 1,
-                     "p2p": not ("Korthikanti" in str(r["source"]) or ("MegaScale" in str(r["source"]) and not megascale)),
+                     "p2p": not ("Korthikanti" in str(r["source"]) or megatron_baseline),
+                     "grad_reduce": not megatron_baseline, "param_gather": not megatron_baseline,
                      "ep_comm": bridge and str(r["model"]).startswith("DeepSeekV3") and str(r["gpu"]).startswith("H100")},
     }
     if bridge and str(r["model"]).startswith("LLAMA3.1_405B"):
