@@ -57,6 +57,7 @@ from perfmodel.evaluate import number, value
 from perfmodel.layout import Layout
 from perfmodel.memory import training_activation_bytes
 from perfmodel.metrics import params as param_counts
+from perfmodel.ops.base import Op
 from perfmodel.ops.comm import Comm
 from perfmodel.ops.optimizer import RECIPES
 from perfmodel.parallel import comm_seconds
@@ -103,6 +104,35 @@ def kernel_dtype(kernel, linear_dtype: str) -> str:
         return linear_dtype
     linear = kernel.kind == "gemm" and not any(part in BF16_GEMMS for part in kernel.name.split("+"))
     return "fp8" if linear else "bf16"
+
+
+def fp8_casts(ops, fusion: Fusion) -> tuple[list[Op], list[Op], list[Op]]:
+    """Transformer Engine's FP8 quantization around each FP8 linear, as memory-bound ops
+    (forward, backward, once per iteration). Hopper and Blackwell FP8 GEMMs take both
+    operands K-major, so each tensor a GEMM of the forward, the data gradient and the
+    weight gradient reads is cast once into two FP8 copies, row-wise and column-wise
+    (TE ``cast_transpose``; the amax is computed in the same pass): read at its own width,
+    write one byte per element twice.
+
+    - forward: the linear's input, ``M·K`` elements (a merged QKV or gate/up GEMM casts its
+      shared input once);
+    - backward: the gradient of its output, ``M·N`` elements;
+    - once per iteration: its weight, ``K·N`` per group touched (Megatron-Core passes
+      ``is_first_microbatch``: TE keeps the FP8 weights for the other micro-batches).
+    Current scaling's separate amax pass (FP8-CS) and MXFP8's block scales are not counted."""
+    fwd, bwd, once = [], [], []
+    for k in kernels([op for op in ops if op.pass_ == "fwd"], fusion):
+        if k.kind != "gemm" or kernel_dtype(k, "fp8") != "fp8":
+            continue
+        m, n, kk = k.inputs[S.M_g], k.inputs[S.N_g], k.inputs[S.K_g]
+        weights = k.inputs[S.X_w] / S.B_w
+        fwd.append(Op(f"fp8.cast.{k.name}", repeat=k.repeat, group=k.inputs["group"],
+                      act_read_bytes=m * kk * S.B_a, act_write_bytes=2 * m * kk))
+        bwd.append(Op(f"fp8.cast.{k.name}.grad", repeat=k.repeat, group=k.inputs["group"], pass_="bwd",
+                      act_read_bytes=m * n * S.B_a, act_write_bytes=2 * m * n))
+        once.append(Op(f"fp8.cast.{k.name}.weight", repeat=k.repeat, group=k.inputs["group"], pass_="optimizer",
+                       weight_bytes=weights * S.B_w, act_write_bytes=2 * weights))
+    return fwd, bwd, once
 
 
 def micro_batches(global_batch: int, dp: int, micro_batch: int) -> int:
@@ -192,9 +222,11 @@ def _stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion, linea
 
     key = (sc.arch, sc.options, sc.batch, sc.seq_tokens, sc.weight_dtype, sc.act_dtype, sc.accelerator.name, layout.tp,
            layout.ep, layout.cp, layout.sequence_parallel, stage_signature(sc.arch, layout, stage), fusion, linear_dtype)
+    casts = fp8_casts(ops, fusion) if linear_dtype == "fp8" else ([], [], [])
     if key not in _KERNELS:
-        _KERNELS[key] = (_seconds([op for op in ops if op.pass_ == "fwd"], st, fusion, linear_dtype),
-                         _seconds([op for op in ops if op.pass_ in ("recompute", "bwd")], st, fusion, linear_dtype))
+        _KERNELS[key] = (_seconds([op for op in ops if op.pass_ == "fwd"] + casts[0], st, fusion, linear_dtype),
+                         _seconds([op for op in ops if op.pass_ in ("recompute", "bwd")] + casts[1], st, fusion,
+                                  linear_dtype))
     fwd, bwd = _KERNELS[key]
     layer_comm = {axis: _comm([op for op in ops if isinstance(op, Comm) and op.axis == axis], st, layout,
                               ("fwd", "recompute", "bwd")) for axis in LAYER_AXES}
@@ -202,7 +234,7 @@ def _stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion, linea
     sync_ops = [op for op in ops if isinstance(op, Comm) and op.during == "grad_sync"]
     grad = _comm([op for op in sync_ops if "grad" in op.name], st, layout, ("grad_sync",))
     gather = _comm([op for op in sync_ops if "param" in op.name], st, layout, ("grad_sync",))
-    optimizer = _seconds([op for op in ops if op.pass_ == "optimizer"], st, Fusion(fold_elementwise=False))
+    optimizer = _seconds([op for op in ops if op.pass_ == "optimizer"] + casts[2], st, Fusion(fold_elementwise=False))
     return {"fwd_s": fwd, "bwd_s": bwd, "comm_s": layer_comm,
             "zero3_gather_s": zero3, "grad_sync_s": grad, "param_gather_s": gather, "optimizer_s": optimizer,
             "scenario": st}

@@ -186,3 +186,26 @@ def test_training_split_errors_are_one_line(capsys):
     assert done.value.code == 2
     assert (out.out + out.err).strip().splitlines() == [
         "error: first_stage_layers=30 + last_stage_layers=5 exceeds num_hidden_layers=32"]
+
+
+def test_fp8_casts_by_hand():
+    """Transformer Engine casts each FP8 linear's operands into row- and column-wise FP8
+    copies (read 2 bytes in BF16, write 1 + 1). Llama-3-8B, one token of one layer, QKV and
+    gate/up merged as Megatron-Core runs them: inputs 4096 (QKV) + 4096 (o) + 4096 (gate/up)
+    + 14336 (down) = 26,624 elements forward; output gradients 6144 + 4096 + 28672 + 4096
+    = 43,008 backward; weights 4096·(6144 + 4096 + 28672) + 14336·4096 = 218,103,808 once
+    per iteration. The LM head stays BF16: no cast."""
+    from perfmodel.cost import Fusion
+    from perfmodel.train import fp8_casts
+
+    ops = build(LLAMA, Options(phase="train", recompute="none")).ops
+    values = bindings(LLAMA, b=1, s=1, t=0)
+    fwd, bwd, once = fp8_casts(ops, Fusion())
+
+    def per_layer(rows):
+        assert {value(op.repeat, values) for op in rows} == {32}
+        return sum(value(op.bytes, values) for op in rows)
+
+    assert per_layer(fwd) == 26_624 * 4
+    assert per_layer(bwd) == 43_008 * 4
+    assert per_layer(once) == 218_103_808 * 4
