@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from sympy import Expr, Integer, Max, Min, Piecewise, Rational, ceiling, log, oo, sympify
+from sympy import Expr, Float, Integer, Max, Min, Piecewise, Rational, ceiling, log, oo, sympify
 
 from perfmodel import symbols as S
 from perfmodel.errors import PerfmodelError
@@ -233,10 +233,15 @@ def _bounded(key, v) -> Expr:
     """An input as an expression; a numeric group count (an expectation over routing,
     ``E·(1 − (1 − k/E)^(b·s))``, whose exact rational has thousands of digits at training
     batch sizes) rounded to the nearest 1e-9, as the compiled (float) path sees it: the
-    tile ceilings stay cheap, and all E experts touched count as E groups, not E − 10^-115."""
+    tile ceilings stay cheap, and all E experts touched count as E groups, not E − 10^-115.
+    Any other non-integer rational (the bytes of the experts touched) is taken as a float,
+    as the compiled path does: it only enters sums, quotients and the roofline's Max."""
     v = sympify(v)
-    if key == S.G_g and v.is_Rational and not v.is_Integer:
-        return Rational((2 * v.p * 10**9 + v.q) // (2 * v.q), 10**9)
+    if v.is_Rational and not v.is_Integer:
+        if key == S.G_g:
+            return Rational((2 * v.p * 10**9 + v.q) // (2 * v.q), 10**9)
+        if key not in (S.M_g, S.N_g, S.K_g):
+            return Float(v)
     return v
 
 

@@ -51,7 +51,7 @@ from dataclasses import dataclass, replace
 from sympy import Integer, sympify
 
 from perfmodel import symbols as S
-from perfmodel.cost import PARAMETERS, Fusion, accelerator_terms, kernel_time, kernels
+from perfmodel.cost import PARAMETERS, Fusion, _bounded, accelerator_terms, kernel_time, kernels
 from perfmodel.errors import PerfmodelError
 from perfmodel.evaluate import number, value
 from perfmodel.layout import Layout
@@ -184,7 +184,7 @@ def _seconds(ops, sc: Scenario, fusion: Fusion, linear_dtype: str | None = None)
             terms[dtype] = {**accelerator_terms(acc, params, dtype), **dict(zip(PARAMETERS, params.vector(dtype))),
                             **sc.values}
         numbers = terms[dtype]
-        inputs = {k: v if k == "group" else sympify(v).xreplace(numbers) for k, v in kernel.inputs.items()}
+        inputs = {k: v if k == "group" else _bounded(k, sympify(v).xreplace(numbers)) for k, v in kernel.inputs.items()}
         seconds = kernel_time(replace(kernel, inputs=inputs), fusion).xreplace(numbers)
         total += float(seconds) * float(sympify(kernel.repeat).xreplace(numbers))
     return total
