@@ -313,7 +313,13 @@ def _layout_kwargs(r) -> dict:
     - BLOOM and MT-NLG (Megatron-DeepSpeed): DeepSpeed's pipeline engine runs 1F1B without
       interleaving and reduces gradients after the last micro-batch (``TrainSchedule``
       appends ``ReduceGrads`` at the batch's last step, deepspeed/runtime/pipe/schedule.py);
-      no sequence parallelism, no TP or p2p overlap.
+      no sequence parallelism, no TP or p2p overlap. BLOOM's micro-batch is 2, "was MBS=1
+      till GBS=784" (bigscience train/tr11-176B-ml/tr11-176B-ml.slurm at e726b159).
+    - Attention and dropout of these 2021-22 codes (Megatron-LM at 6985e58938, bigscience
+      Megatron-DeepSpeed): the scores are materialized (``torch.baddbmm``, fused softmax;
+      no FlashAttention: ``attention_impl="naive"``) and attention and hidden dropout default
+      to 0.1 (megatron/arguments.py; neither the sc21 scripts nor BLOOM's slurm change them).
+      Other rows: FlashAttention, no dropout (the iteration model's defaults).
     """
     notes = str(r["notes"])
     recompute = str(r["recompute"]).lower()
@@ -341,7 +347,11 @@ def _layout_kwargs(r) -> dict:
         kw["_overlap"]["grad_reduce"] = ddp == "torch"
     if _narayanan_table_2(r) and "ZeRO-3" in str(r["model"]):
         kw["zero"] = 3
+    if "BLOOM" in str(r["model"]) and int(r["global_batch"]) < 784:
+        kw["micro_batch"] = 1
+    kw["_options"] = {}
     if _narayanan_table_1(r) or _narayanan_table_2(r) or _megatron_deepspeed(r):
+        kw["_options"] = {"attention_impl": "naive", "dropout": True}
         kw["sequence_parallel"] = False
         kw["_overlap"].update(p2p=False, tp_comm=False)
         if pp > 1:  # Megatron's local DDP, DeepSpeed's pipeline engine: reduce after the last micro-batch
@@ -357,10 +367,10 @@ def predict_row(r) -> float:
 
     kw = _layout_kwargs(r)
     recompute, overlap = kw.pop("_recompute"), Overlap(**kw.pop("_overlap"))
+    options = Options(phase="train", recompute=recompute, optimizer="megatron-bf16", **kw.pop("_options"))
     acc = get_accelerator(r["accelerator"])
     dtype = _dtype(r["dtype"])
-    sc = Scenario(r["arch"], Options(phase="train", recompute=recompute, optimizer="megatron-bf16"), seq=int(r["seq"]),
-                  act_dtype=dtype, kv_dtype=dtype, accelerator=acc)
+    sc = Scenario(r["arch"], options, seq=int(r["seq"]), act_dtype=dtype, kv_dtype=dtype, accelerator=acc)
     layout = make_layout(r["arch"], acc, **kw)
     return iteration(sc, layout, overlap=overlap)[METRICS.get(r["metric"], "tokens_per_s_per_gpu")]
 
