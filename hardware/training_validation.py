@@ -113,8 +113,11 @@ def _run_key(r) -> tuple:
     source's own row (its notes). Korthikanti et al.'s MFU/HFU (the Megatron-LM README of
     2022) are the MFU/HFU columns of Table 5, whose iteration times calculon copies: the
     same runs, matched without the notes. MegaScale's Table 3 last step (LAMB, batch 768,
-    65.3%) is Table 2's MegaScale run on 256 GPUs (65.3%)."""
+    65.3%) is Table 2's MegaScale run on 256 GPUs (65.3%); PaLM's MFU and HFU are one
+    sentence about one run."""
     model, source = str(r["model"]), str(r["source"])
+    if model.startswith("PaLM 540B"):
+        return ("PaLM 540B",)
     notes = "" if ("Korthikanti" in source or "MFU/HFU table" in source) else str(r["notes"])
     if model.startswith("GPT-style 175B ablation step 9"):
         model, notes = "GPT-style 175B (MegaScale) h=12288 L=96 V=64000", "megascale-table-2"
