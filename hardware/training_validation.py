@@ -223,6 +223,24 @@ def _peak_flops_per_s(accelerator: str) -> float:
     return float(get_accelerator(accelerator).peak_flops_per_s["bf16"])
 
 
+def _missing_input(r, gpu, arch, convention) -> str:
+    """The first model input the row lacks ('' = none)."""
+    if r["metric"] not in METRICS and convention is None:
+        return f"metric {r['metric']}: the source's FLOP convention is not stated"
+    if gpu is None:
+        return f"{r['gpu']} is not in the accelerator catalog"
+    if arch is None:
+        return f"no shipped config for {r['model']}"
+    if pd.isna(r["global_batch"]) or pd.isna(r["tp"]):
+        return "global batch or layout not stated"
+    if "NVFP4" in str(r["dtype"]).upper():
+        return "NVFP4: no fp4 peak in the catalog"
+    if "Megatron-Bridge" in str(r["source"]) and "not stated" in str(r["dtype"]):
+        # the archive's 25.09 table has no precision column; its runs are FP8 or BF16
+        return "precision not stated (Megatron-Bridge 25.09 table): the FP8 and BF16 peaks differ 2x"
+    return ""
+
+
 def rows() -> pd.DataFrame:
     """Every row with the iteration model's inputs, its FLOP convention and converted
     tokens/s per GPU (rates only) and ``reason`` ('' = scored)."""
@@ -240,25 +258,8 @@ def rows() -> pd.DataFrame:
         if convention and arch is not None and gpu is not None:
             flops = conv.flops_per_token(convention, arch, seq)
             measured_tokens = conv.tokens_per_s_per_gpu(r["metric"], float(r["value"]), flops, _peak_flops_per_s(gpu))
-        if i in same:
-            reason = f"same run as row {same[i]}"
-        else:
-            reason = _unscored_config(r)
-        if reason:
-            pass
-        elif r["metric"] not in METRICS and convention is None:
-            reason = f"metric {r['metric']}: the source's FLOP convention is not stated"
-        elif gpu is None:
-            reason = f"{r['gpu']} is not in the accelerator catalog"
-        elif arch is None:
-            reason = f"no shipped config for {r['model']}"
-        elif pd.isna(r["global_batch"]) or pd.isna(r["tp"]):
-            reason = "global batch or layout not stated"
-        elif "NVFP4" in str(r["dtype"]).upper():
-            reason = "NVFP4: no fp4 peak in the catalog"
-        elif "Megatron-Bridge" in str(r["source"]) and "not stated" in str(r["dtype"]):
-            # the archive's 25.09 table has no precision column; its runs are FP8 or BF16
-            reason = "precision not stated (Megatron-Bridge 25.09 table): the FP8 and BF16 peaks differ 2x"
+        reason = _unscored_config(r) or _missing_input(r, gpu, arch, convention)
+        reason = f"same run as row {same[i]}" if i in same else reason
         rec.update(accelerator=gpu, arch=arch, seq=seq, flop_convention=convention or "",
                    measured_tokens_per_s_per_gpu=measured_tokens, reason=reason, scored=not reason)
         out.append(rec)
