@@ -39,6 +39,10 @@ class Options:
     - ``recompute``: activation recomputation in training (Korthikanti et al. 2022).
     - ``optimizer``: the training recipe's bytes per parameter (see ``ops.optimizer``).
     - ``dropout``: training keeps dropout masks (GPT-3 style); off for modern LLMs.
+    - ``identical_sequences``: every sequence of the batch is the same token stream
+      (TensorRT-LLM's ``gptSessionBenchmark`` fills every prompt with one pad id and decodes
+      greedily), so MoE routing sends the ``b`` copies of a token to the same experts and a
+      step touches the experts of ``s`` tokens, not ``b·s``.
     """
 
     phase: str = "prefill"
@@ -49,6 +53,7 @@ class Options:
     recompute: str = "none"
     optimizer: str = "mixed"
     dropout: bool = False
+    identical_sequences: bool = False
     #: logits for every new token (True), or only the last (False); None = phase default
     all_logits: bool | None = None
 

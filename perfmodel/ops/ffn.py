@@ -3,7 +3,9 @@
 MoE FLOPs count the top-k experts each token runs. MoE weight bytes count the
 experts a step actually touches: with ``b·s`` tokens each routed uniformly to ``k``
 of ``E`` experts, the expected number of distinct experts read is
-``E·(1 − (1 − k/E)^(b·s))`` — about ``k`` at batch 1 in decode, all ``E`` in prefill.
+``E·(1 − (1 − k/E)^(b·s))`` — about ``k`` at batch 1 in decode, all ``E`` in prefill;
+``s`` in place of ``b·s`` when the batch holds one sequence ``b`` times
+(``Options.identical_sequences``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from sympy import Expr, Mul
 
 from perfmodel import symbols as S
 from perfmodel.architecture import FFN, MoE
+from perfmodel.options import Options
 from perfmodel.ops.base import ELEMENTWISE_FLOPS, ZERO, Block, Site, elementwise, linear, tokens
 
 
@@ -58,12 +61,14 @@ def dense_block(site: Site, ffn: FFN) -> Block:
     )
 
 
-def experts_touched() -> Expr:
-    """Expected distinct routed experts read by ``b·s`` uniformly routed tokens."""
-    return S.E * (1 - (1 - S.k / S.E) ** (S.b * S.s))
+def experts_touched(options: Options = Options()) -> Expr:
+    """Expected distinct routed experts read by ``b·s`` uniformly routed tokens (``s`` distinct
+    ones when the ``b`` sequences are identical)."""
+    distinct = S.s if options.identical_sequences else S.b * S.s
+    return S.E * (1 - (1 - S.k / S.E) ** distinct)
 
 
-def _experts_linear(site: Site, name: str, n_in: Expr, n_out: Expr, bias: bool) -> Block:
+def _experts_linear(site: Site, name: str, n_in: Expr, n_out: Expr, bias: bool, options: Options) -> Block:
     """One projection of the routed experts, stacked ``[E, n_out, n_in]`` (and ``[E, n_out]``
     biases): ``b·s·k`` rows run it as a grouped GEMM, one group per expert the step touches
     (``b·s·k`` over the experts touched rows each, uniform routing); its weights are read for
@@ -76,21 +81,21 @@ def _experts_linear(site: Site, name: str, n_in: Expr, n_out: Expr, bias: bool) 
         name,
         matmul_flops=2 * routed * n_in * n_out,
         vector_flops=routed * n_out * ELEMENTWISE_FLOPS["add"] if bias else ZERO,
-        weight_bytes=experts_touched() * per_expert * S.B_w,
+        weight_bytes=experts_touched(options) * per_expert * S.B_w,
         act_read_bytes=routed * n_in * S.B_a,
         act_write_bytes=routed * n_out * S.B_a,
         saved_bytes=routed * n_in * S.B_a,
-        gemm=(routed, n_out, n_in, experts_touched()),
+        gemm=(routed, n_out, n_in, experts_touched(options)),
     )
     return Block(tensors, (op,))
 
 
-def moe_block(site: Site, moe: MoE) -> Block:
+def moe_block(site: Site, moe: MoE, options: Options = Options()) -> Block:
     """Router, the top-k routed experts, their weighted combination, shared experts."""
     routed = tokens() * S.k
     up_width = 2 * S.d_e if moe.gated else S.d_e
     up_name = "moe.experts.gate_up_proj" if moe.gated else "moe.experts.up_proj"
-    up = _experts_linear(site, up_name, S.d, up_width, moe.expert_bias)
+    up = _experts_linear(site, up_name, S.d, up_width, moe.expert_bias, options)
     inputs = 2 if moe.gated else 1
     act = elementwise(
         site,
@@ -100,7 +105,7 @@ def moe_block(site: Site, moe: MoE) -> Block:
         inputs=inputs,
         saved=inputs * routed * S.d_e * S.B_a,
     )
-    down = _experts_linear(site, "moe.experts.down_proj", S.d_e, S.d, moe.expert_bias)
+    down = _experts_linear(site, "moe.experts.down_proj", S.d_e, S.d, moe.expert_bias, options)
     combine = site.op(
         "moe.combine",
         vector_flops=2 * routed * S.d,
