@@ -250,10 +250,10 @@ def label(source: str) -> str:
     return re.split(r"[ (@,']", source.strip(), maxsplit=1)[0]
 
 
-#: engines whose benchmark runs one sequence ``batch`` times: TensorRT-LLM's
+#: engines whose benchmark runs one token repeated in every sequence: TensorRT-LLM's
 #: ``gptSessionBenchmark`` builds its input as ``std::vector<int32_t> inputsHost(batchSize *
 #: maxInputLength, padId)`` and samples greedily (topK 1; benchmarks/cpp/gptSessionBenchmark.cpp),
-#: so MoE routing sees one token per step and position (``Options.identical_sequences``)
+#: so every token of a step routes to the same experts (``Options.identical_sequences``)
 IDENTICAL_SEQUENCES = ("gptSessionBenchmark",)
 
 

@@ -39,10 +39,11 @@ class Options:
     - ``recompute``: activation recomputation in training (Korthikanti et al. 2022).
     - ``optimizer``: the training recipe's bytes per parameter (see ``ops.optimizer``).
     - ``dropout``: training keeps dropout masks (GPT-3 style); off for modern LLMs.
-    - ``identical_sequences``: every sequence of the batch is the same token stream
-      (TensorRT-LLM's ``gptSessionBenchmark`` fills every prompt with one pad id and decodes
-      greedily), so MoE routing sends the ``b`` copies of a token to the same experts and a
-      step touches the experts of ``s`` tokens, not ``b·s``.
+    - ``identical_sequences``: every sequence of the batch is one token repeated and the
+      decode is greedy (TensorRT-LLM's ``gptSessionBenchmark`` fills every prompt with its
+      pad id): all values are equal, so attention returns that value at every position and
+      all ``b·s`` tokens of a step carry one hidden state; MoE routing sends them all to
+      the same ``k`` experts.
     """
 
     phase: str = "prefill"

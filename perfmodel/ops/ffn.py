@@ -4,8 +4,8 @@ MoE FLOPs count the top-k experts each token runs. MoE weight bytes count the
 experts a step actually touches: with ``b·s`` tokens each routed uniformly to ``k``
 of ``E`` experts, the expected number of distinct experts read is
 ``E·(1 − (1 − k/E)^(b·s))`` — about ``k`` at batch 1 in decode, all ``E`` in prefill;
-``s`` in place of ``b·s`` when the batch holds one sequence ``b`` times
-(``Options.identical_sequences``).
+one distinct token (``k`` experts) when every token of the step carries the same hidden
+state (``Options.identical_sequences``).
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ def dense_block(site: Site, ffn: FFN) -> Block:
 
 
 def experts_touched(options: Options = Options()) -> Expr:
-    """Expected distinct routed experts read by ``b·s`` uniformly routed tokens (``s`` distinct
-    ones when the ``b`` sequences are identical)."""
-    distinct = S.s if options.identical_sequences else S.b * S.s
+    """Expected distinct routed experts read by ``b·s`` uniformly routed tokens (one distinct
+    token under ``Options.identical_sequences``)."""
+    distinct = 1 if options.identical_sequences else S.b * S.s
     return S.E * (1 - (1 - S.k / S.E) ** distinct)
 
 
