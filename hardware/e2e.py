@@ -250,21 +250,12 @@ def label(source: str) -> str:
     return re.split(r"[ (@,']", source.strip(), maxsplit=1)[0]
 
 
-#: engines whose benchmark runs one token repeated in every sequence: TensorRT-LLM's
-#: ``gptSessionBenchmark`` builds its input as ``std::vector<int32_t> inputsHost(batchSize *
-#: maxInputLength, padId)`` and samples greedily (topK 1; benchmarks/cpp/gptSessionBenchmark.cpp),
-#: so every token of a step routes to the same experts (``Options.identical_sequences``)
-IDENTICAL_SEQUENCES = ("gptSessionBenchmark",)
-
-
 def _scenario(r):
     from perfmodel.hardware.catalog import get_accelerator
     from perfmodel.options import Options
     from perfmodel.scenario import Scenario
 
-    identical = any(name in str(r["engine"]) for name in IDENTICAL_SEQUENCES)
-    options = Options(phase="decode", identical_sequences=identical)
-    return Scenario(_arch(r["repo"]), options, batch=int(r["batch"]), weight_dtype=r["weight_dtype"],
+    return Scenario(_arch(r["repo"]), Options(phase="decode"), batch=int(r["batch"]), weight_dtype=r["weight_dtype"],
                     act_dtype=r["act_dtype"], kv_dtype=r["kv_dtype"], gemm_dtype=_gemm(r), weight_group_size=_group(r),
                     accelerator=get_accelerator(r["accelerator"]))
 

@@ -39,11 +39,6 @@ class Options:
     - ``recompute``: activation recomputation in training (Korthikanti et al. 2022).
     - ``optimizer``: the training recipe's bytes per parameter (see ``ops.optimizer``).
     - ``dropout``: training keeps dropout masks (GPT-3 style); off for modern LLMs.
-    - ``identical_sequences``: every sequence of the batch is one token repeated and the
-      decode is greedy (TensorRT-LLM's ``gptSessionBenchmark`` fills every prompt with its
-      pad id): all values are equal, so attention returns that value at every position and
-      all ``b·s`` tokens of a step carry one hidden state; MoE routing sends them all to
-      the same ``k`` experts.
     """
 
     phase: str = "prefill"
@@ -54,7 +49,6 @@ class Options:
     recompute: str = "none"
     optimizer: str = "mixed"
     dropout: bool = False
-    identical_sequences: bool = False
     #: logits for every new token (True), or only the last (False); None = phase default
     all_logits: bool | None = None
 

@@ -44,7 +44,7 @@ def layer_block(site: Site, layer: Layer, options: Options) -> Block:
         block += maybe_norm("xattn.norm") + cross_attention_block(site, layer.cross_attention, options)
         block += maybe_norm("xattn.post_norm") + Block((), (residual(site, "xattn.residual", options),))
     block += maybe_norm("ffn.norm")
-    block += moe_block(site, layer.ffn, options) if isinstance(layer.ffn, MoE) else dense_block(site, layer.ffn)
+    block += moe_block(site, layer.ffn) if isinstance(layer.ffn, MoE) else dense_block(site, layer.ffn)
     block += maybe_norm("ffn.post_norm")
     branches = 2 if layer.parallel else 1
     return block + Block((), (residual(site, "ffn.residual", options, branches=branches),))

@@ -3,9 +3,7 @@
 MoE FLOPs count the top-k experts each token runs. MoE weight bytes count the
 experts a step actually touches: with ``b·s`` tokens each routed uniformly to ``k``
 of ``E`` experts, the expected number of distinct experts read is
-``E·(1 − (1 − k/E)^(b·s))`` — about ``k`` at batch 1 in decode, all ``E`` in prefill;
-one distinct token (``k`` experts) when every token of the step carries the same hidden
-state (``Options.identical_sequences``).
+``E·(1 − (1 − k/E)^(b·s))`` — about ``k`` at batch 1 in decode, all ``E`` in prefill.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from sympy import Expr, Mul
 
 from perfmodel import symbols as S
 from perfmodel.architecture import FFN, MoE
-from perfmodel.options import Options
 from perfmodel.ops.base import ELEMENTWISE_FLOPS, ZERO, Block, Site, elementwise, linear, tokens
 
 
@@ -61,14 +58,12 @@ def dense_block(site: Site, ffn: FFN) -> Block:
     )
 
 
-def experts_touched(options: Options = Options()) -> Expr:
-    """Expected distinct routed experts read by ``b·s`` uniformly routed tokens (one distinct
-    token under ``Options.identical_sequences``)."""
-    distinct = 1 if options.identical_sequences else S.b * S.s
-    return S.E * (1 - (1 - S.k / S.E) ** distinct)
+def experts_touched() -> Expr:
+    """Expected distinct routed experts read by ``b·s`` uniformly routed tokens."""
+    return S.E * (1 - (1 - S.k / S.E) ** (S.b * S.s))
 
 
-def _experts_linear(site: Site, name: str, n_in: Expr, n_out: Expr, bias: bool, options: Options) -> Block:
+def _experts_linear(site: Site, name: str, n_in: Expr, n_out: Expr, bias: bool) -> Block:
     """One projection of the routed experts, stacked ``[E, n_out, n_in]`` (and ``[E, n_out]``
     biases): ``b·s·k`` rows run it as a grouped GEMM, one group per expert the step touches
     (``b·s·k`` over the experts touched rows each, uniform routing); its weights are read for
@@ -81,21 +76,21 @@ def _experts_linear(site: Site, name: str, n_in: Expr, n_out: Expr, bias: bool, 
         name,
         matmul_flops=2 * routed * n_in * n_out,
         vector_flops=routed * n_out * ELEMENTWISE_FLOPS["add"] if bias else ZERO,
-        weight_bytes=experts_touched(options) * per_expert * S.B_w,
+        weight_bytes=experts_touched() * per_expert * S.B_w,
         act_read_bytes=routed * n_in * S.B_a,
         act_write_bytes=routed * n_out * S.B_a,
         saved_bytes=routed * n_in * S.B_a,
-        gemm=(routed, n_out, n_in, experts_touched(options)),
+        gemm=(routed, n_out, n_in, experts_touched()),
     )
     return Block(tensors, (op,))
 
 
-def moe_block(site: Site, moe: MoE, options: Options = Options()) -> Block:
+def moe_block(site: Site, moe: MoE) -> Block:
     """Router, the top-k routed experts, their weighted combination, shared experts."""
     routed = tokens() * S.k
     up_width = 2 * S.d_e if moe.gated else S.d_e
     up_name = "moe.experts.gate_up_proj" if moe.gated else "moe.experts.up_proj"
-    up = _experts_linear(site, up_name, S.d, up_width, moe.expert_bias, options)
+    up = _experts_linear(site, up_name, S.d, up_width, moe.expert_bias)
     inputs = 2 if moe.gated else 1
     act = elementwise(
         site,
@@ -105,7 +100,7 @@ def moe_block(site: Site, moe: MoE, options: Options = Options()) -> Block:
         inputs=inputs,
         saved=inputs * routed * S.d_e * S.B_a,
     )
-    down = _experts_linear(site, "moe.experts.down_proj", S.d_e, S.d, moe.expert_bias, options)
+    down = _experts_linear(site, "moe.experts.down_proj", S.d_e, S.d, moe.expert_bias)
     combine = site.op(
         "moe.combine",
         vector_flops=2 * routed * S.d,
