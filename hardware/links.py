@@ -142,11 +142,27 @@ def _fitted(system: str) -> dict:
     return out
 
 
+#: PCIe parts: the default fabric is a server whose GPUs sit behind non-blocking PCIe switches
+#: with peer-to-peer on, each GPU on its own x16 link (links.csv's bandwidth). A ring's bus
+#: bandwidth on such a tree does not fall with the GPU count (nccl-tests' busbw is defined so),
+#: so every count takes the parameters fitted to the 2-GPU rows: the one L40S path in
+#: nccl-measurements.csv that runs near link rate (all-reduce bus bandwidth 20.1 GB/s at
+#: 512 MiB, of the 32 GB/s link). Nothing in TensorRT-LLM's L40S tables (v0.9 performance.md,
+#: v0.10 perf-overview.md) names their server: this is the datasheet link, not a fit to those
+#: rows. The measured aiconfigurator server itself (5.2 GB/s at 4 GPUs, 1.4 GB/s at 8: a tree
+#: whose GPUs share one path or bounce through host memory) is ``fabric_for(key, "measured")``.
+PCIE_PAIR_GPUS = 2
+PCIE_TREES = ("switch", "measured")
+
+
 @functools.cache
-def fabric_for(key: str):
-    """The :class:`perfmodel.collectives.Fabric` of a catalog key (None without a links row)."""
+def fabric_for(key: str, pcie_tree: str = "switch"):
+    """The :class:`perfmodel.collectives.Fabric` of a catalog key (None without a links row);
+    ``pcie_tree`` ("switch" or "measured", PCIe parts only): see ``PCIE_PAIR_GPUS``."""
     from perfmodel.collectives import Fabric
 
+    if pcie_tree not in PCIE_TREES:
+        raise PerfmodelError(f"pcie_tree: {pcie_tree!r} is not one of {', '.join(PCIE_TREES)}")
     ic = interconnects().get(key)
     if ic is None or ic.scale_up.bandwidth_bytes_per_s is None:
         return None
@@ -157,10 +173,13 @@ def fabric_for(key: str):
         donor = same[0] if same else DONORS.get(ic.scale_up.kind, "h100-sxm")
         params = {k: v for k, v in _fitted(donor).items() if ic.nvls or k[1] != "nvls"}
         source = f"{FIT_FILE}: borrowed from {donor} (no rows for this part) with its own link bandwidth"
+    domain = max(ic.scale_up.domain_gpus or 1, *(g for by in params.values() for g in by))
+    if ic.scale_up.kind == "pcie" and pcie_tree == "switch":
+        params = {k: {0: by.get(PCIE_PAIR_GPUS) or by[0]} for k, by in params.items()}
+        source += (f"; the {PCIE_PAIR_GPUS}-GPU parameters at every GPU count (non-blocking PCIe switch, "
+                   "P2P: each GPU on its own link)")
     ring = params[("all_reduce", "ring")]
     ring = ring.get(0) or ring[max(ring)]
-    fitted_counts = max(g for by in params.values() for g in by)
-    domain = max(ic.scale_up.domain_gpus or 1, fitted_counts)
     out = ic.scale_out
     inter = (ring["t_c"], ring["alpha_c"], SCALE_OUT_EFFICIENCY, ring["X_ch"], ring["p_c"]) if out else None
     return Fabric(ic.scale_up.bandwidth_bytes_per_s, domain, out.bandwidth_bytes_per_s if out else None, params, inter,

@@ -225,3 +225,37 @@ def test_time_lookup_for_the_operator_table():
     assert F.time_s("a100", "send_recv", "direct", 2, 2**20) > F.time_s("a100", "all_gather", "ring", 2, 2**20)
     with pytest.raises(PerfmodelError, match=r"^collective fit: no fitted all_reduce/ring for l4 on 2 GPUs$"):
         F.time_s("l4", "all_reduce", "ring", 2, 1e6)
+
+
+# ------------------------------------------------------------------ L40S: the switch fabric and the measured server
+
+def _l40s_busbw(fabric, gpus: int, message_bytes: int) -> float:
+    """nccl-tests bus bandwidth (doc/PERFORMANCE.md: 2(n-1)/n * bytes / time) of an all-reduce."""
+    return 2 * (gpus - 1) / gpus * message_bytes / fabric.seconds("all_reduce", gpus, 1, message_bytes)
+
+
+def test_l40s_switch_fabric_keeps_the_pair_bus_bandwidth_at_every_count():
+    # Independent sources: nccl-measurements.csv, L40S 2-GPU all-reduce of 256 MiB: 13.373 ms,
+    # busbw 20.073 GB/s; the L40S datasheet's PCIe Gen4 x16 = 32 GB/s per direction. On a
+    # non-blocking switch each GPU keeps its own link, so 4 and 8 GPUs see the pair's figure
+    # (a ring's bus bandwidth is defined to be independent of n), never above the link.
+    from perfmodel.hardware.links import fabric_for
+
+    switch = fabric_for("l40s")
+    for gpus in (2, 4, 8):
+        busbw = _l40s_busbw(switch, gpus, 2**28)
+        assert busbw == pytest.approx(20.073e9, rel=0.10), gpus
+        assert busbw < 32e9
+    assert "every GPU count" in switch.sources["intra_node"]
+
+
+def test_l40s_measured_server_fabric_is_its_own_rows():
+    # Independent source: nccl-measurements.csv, the aiconfigurator L40S server, 256 MiB
+    # all-reduce: 4 GPUs 5.139 GB/s, 8 GPUs 1.450 GB/s bus bandwidth (its tree, not the link).
+    from perfmodel.hardware.links import fabric_for
+
+    measured = fabric_for("l40s", "measured")
+    assert _l40s_busbw(measured, 4, 2**28) == pytest.approx(5.139e9, rel=0.15)
+    assert _l40s_busbw(measured, 8, 2**28) == pytest.approx(1.450e9, rel=0.25)
+    with pytest.raises(PerfmodelError, match="pcie_tree"):
+        fabric_for("l40s", "bus")

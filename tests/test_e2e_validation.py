@@ -28,18 +28,17 @@ def parallel(scored_all):
 
 def test_tensor_parallel_rows(parallel):
     # 157 rows: TensorRT-LLM 0.5/0.6.1/0.9 static tables, LMDeploy TP, gpt-fast TP.
-    # Stored run (leave one source out): median |error| 16.8% (A100 10.1%, all but L40S
-    # 13.1%; was 19.2% / 9.8% / 17.0% before FP8 builds kept 16-bit activations and all-reduces).
-    # Left: L40S 120% too slow (its all-reduce is fitted to a PCIe server with 1.2 GB/s
-    # all-gather bus bandwidth at 8 GPUs), GQA decode and Mixtral on H100/H200 too fast
-    # (TensorRT-LLM 0.9's kernels), gpt-fast on small models too slow (its per-step cost
-    # is below the shared engine fit). The issue's 15% target is not met over all rows;
-    # this guards the stored figures with headroom for a refit.
+    # Stored run (leave one source out): median |error| 13.4%, p90 52% (A100 10.1%, L40S
+    # 17.0%, all but L40S 13.1%; was 16.8% / 84% with L40S at 120% when its all-reduce took
+    # a PCIe server's 8-GPU tree, 1.4 GB/s, instead of the link behind a switch).
+    # Left: Falcon-180B and Mixtral on H100/H200 too fast (TensorRT-LLM 0.9's kernels),
+    # gpt-fast on small models too slow (its per-step cost is below the shared engine fit).
     assert len(parallel) >= 150 and set(parallel["layout"]) >= {"tp=2", "tp=4", "tp=8"}
     err = parallel["loso_error"].abs()
-    assert err.median() <= 0.20
+    assert err.median() <= 0.15 and err.quantile(0.9) <= 0.60
     assert parallel.loc[parallel["accelerator"] == "a100-80gb-sxm", "loso_error"].abs().median() <= 0.13
     assert parallel.loc[parallel["accelerator"] != "l40s", "loso_error"].abs().median() <= 0.16
+    assert parallel.loc[parallel["accelerator"] == "l40s", "loso_error"].abs().median() <= 0.20
     assert parallel["roofline"].isna().all()  # the roofline and flat predictors are one-GPU only
 
 
