@@ -327,7 +327,8 @@ def _layout_kwargs(r) -> dict:
       no sequence parallelism, no TP or p2p overlap. BLOOM's micro-batch is 2, "was MBS=1
       till GBS=784" (bigscience train/tr11-176B-ml/tr11-176B-ml.slurm at e726b159).
     - Attention and dropout of these 2021-22 codes (Megatron-LM at 6985e58938, bigscience
-      Megatron-DeepSpeed): the scores are materialized (``torch.baddbmm``, fused softmax;
+      Megatron-DeepSpeed, and Korthikanti et al. 2022's Megatron-LM, which adds sequence
+      parallelism and selective recomputation to it): the scores are materialized (``torch.baddbmm``, fused softmax;
       no FlashAttention: ``attention_impl="naive"``) and attention and hidden dropout default
       to 0.1 (megatron/arguments.py; neither the sc21 scripts nor BLOOM's slurm change them).
       Other rows: FlashAttention, no dropout (the iteration model's defaults).
@@ -369,6 +370,8 @@ def _layout_kwargs(r) -> dict:
         kw["_overlap"].update(p2p=False, tp_comm=False)
         if pp > 1:  # Megatron's local DDP, DeepSpeed's pipeline engine: reduce after the last micro-batch
             kw["_overlap"]["grad_reduce"] = False
+    if "Korthikanti" in str(r["source"]):  # Megatron-LM of 2022: its sequence parallelism, the same attention
+        kw["_options"] = {"attention_impl": "naive", "dropout": True}
     return kw
 
 
