@@ -9,9 +9,10 @@ FLOP count per token (:data:`CONVENTIONS`, each a sympy expression defined once)
 scored on that. One row per run: a run published as several metrics is scored once, from
 the first of :data:`METRIC_ORDER`; its other rows say "same run as row N". The error is
 ``predicted/measured − 1`` on the time (for a rate, on the time it implies: negative = too
-fast). The training model has no parameter fitted to these rows (its terms come from the
-single-GPU inference fit and the nccl-tests fit), so every row is out of sample: the
-leave-one-source-out column equals the in-sample one, and says so.
+fast). One term of the training model is fitted to these rows: the sustained compute
+fraction of each die (:mod:`perfmodel.hardware.training_fit`); every other term comes from
+the kernel, engine and nccl-tests fits. ``error`` is in sample (the stored fractions);
+``loso_error`` predicts each study's rows with the fractions fitted without it.
 """
 
 from __future__ import annotations
@@ -375,7 +376,9 @@ def _layout_kwargs(r) -> dict:
     return kw
 
 
-def predict_row(r) -> float:
+def predict_row(r, eta: float | None = None) -> float:
+    """The row's metric as ``perfmodel train`` predicts it (``eta``: the sustained compute
+    fraction; default the accelerator's fitted one)."""
     from perfmodel.hardware.catalog import get_accelerator
     from perfmodel.options import Options
     from perfmodel.scenario import Scenario
@@ -388,35 +391,73 @@ def predict_row(r) -> float:
     dtype = _dtype(r["dtype"])
     sc = Scenario(r["arch"], options, seq=int(r["seq"]), act_dtype=dtype, kv_dtype=dtype, accelerator=acc)
     layout = make_layout(r["arch"], acc, **kw)
-    return iteration(sc, layout, overlap=overlap)[METRICS.get(r["metric"], "tokens_per_s_per_gpu")]
+    return iteration(sc, layout, overlap=overlap, eta=eta)[METRICS.get(r["metric"], "tokens_per_s_per_gpu")]
+
+
+def _time(r, value: float) -> float:
+    """A row's value as a time: iteration seconds, or seconds per token for a rate."""
+    return value if r["metric"] == "iteration_s" else 1.0 / value
+
+
+def fit_inputs() -> pd.DataFrame:
+    """The scored rows that run, each with ``time_at`` (the predicted time as a function of
+    the sustained compute fraction) and ``measured_time``: what :mod:`training_fit` fits."""
+    frame = rows()
+    frame = frame[frame["scored"]].copy()
+    keep, times = [], []
+    for i, r in frame.iterrows():
+        try:
+            predict_row(r, 1.0)  # builds the row's stage costs once; every other fraction is then cheap
+        except PerfmodelError:
+            continue
+        keep.append(i)
+        times.append(lambda eta, r=r: _time(r, predict_row(r, eta)))
+    frame = frame.loc[keep]
+    measured = np.where(frame["flop_convention"] != "", frame["measured_tokens_per_s_per_gpu"], frame["value"].astype(float))
+    frame["time_at"] = times
+    frame["measured_time"] = [_time(r, m) for (_, r), m in zip(frame.iterrows(), measured)]
+    frame["study"] = frame["source"].map(_study)
+    return frame
 
 
 def scored(subset=None) -> pd.DataFrame:
     """The scored rows (or those of ``subset``, row numbers) with ``predicted`` and
-    ``measured`` in the row's own metric, ``error`` (and ``loso_error``, equal: no parameter
-    is fitted to these rows); a rate row also has ``measured_/predicted_tokens_per_s_per_gpu``
+    ``measured`` in the row's own metric, ``error`` (in sample) and ``loso_error`` (the
+    row's die fraction fitted without its study); a rate row also has ``measured_/predicted_tokens_per_s_per_gpu``
     (its ``flop_convention``). A row whose layout cannot run gets its reason instead."""
+    from perfmodel.hardware.cost_data import stored
+    from perfmodel.hardware.training_fit import loso_fraction
+
     frame = rows()
     frame = frame[frame["scored"] & (frame["row"].isin(subset) if subset is not None else True)].copy()
-    predicted, reasons = [], []
+    frame["study"] = frame["source"].map(_study)
+    loso = stored().get("training_fit", {}).get("leave_one_source_out")
+    predicted, held_out, reasons = [], [], []
     for _, r in frame.iterrows():
         try:
             predicted.append(predict_row(r))
+            held_out.append(predict_row(r, loso_fraction(loso, r["study"], r["accelerator"])) if loso else predicted[-1])
             reasons.append("")
         except PerfmodelError as exc:
             predicted.append(np.nan)
+            held_out.append(np.nan)
             reasons.append(str(exc))
     frame["reason"] = reasons
     frame["measured"] = frame["value"].astype(float)
     rate = frame["flop_convention"] != ""
     frame["predicted_tokens_per_s_per_gpu"] = np.where(rate, predicted, np.nan)
-    # a converted rate: the prediction in the row's metric by the same (linear) conversion
-    frame["predicted"] = np.where(rate, frame["measured"] * frame["predicted_tokens_per_s_per_gpu"]
-                                  / frame["measured_tokens_per_s_per_gpu"], predicted)
-    ratio = frame["predicted"] / frame["measured"]
-    frame["error"] = np.where(frame["metric"] == "iteration_s", ratio, 1 / ratio) - 1
-    frame["loso_error"] = frame["error"]
-    frame["study"] = frame["source"].map(_study)
+
+    def in_metric(values):  # a converted rate: the prediction in the row's metric by the same (linear) conversion
+        return np.where(rate, frame["measured"] * np.where(rate, values, np.nan) / frame["measured_tokens_per_s_per_gpu"],
+                        values)
+
+    def error(values):
+        ratio = values / frame["measured"]
+        return np.where(frame["metric"] == "iteration_s", ratio, 1 / ratio) - 1
+
+    frame["predicted"] = in_metric(np.array(predicted, dtype=float))
+    frame["error"] = error(frame["predicted"])
+    frame["loso_error"] = error(in_metric(np.array(held_out, dtype=float)))
     frame["model_size"] = frame["arch"].map(lambda a: a.name)
     frame["layout"] = [f"tp{int(t)} pp{int(p)} ep{_count(e)}" for t, p, e in zip(frame["tp"], frame["pp"], frame["ep"])]
     return frame

@@ -113,6 +113,10 @@ class CostParams:
     #: a dtype's own K ramp where its GEMMs were fitted apart (FP8: per-128-K scale promotion
     #: and twice the math per byte make the ramp longer)
     gemm_k_half_dtype: Mapping[str, float] = field(default_factory=dict)
+    #: the fraction of the kernels' compute rates (matrix, vector, special-function) a
+    #: multi-GPU training step sustains, fitted per die to published training runs
+    #: (:mod:`perfmodel.hardware.training_fit`); 1 where none is fitted
+    train_compute_fraction: float = 1.0
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -124,6 +128,7 @@ class CostParams:
         fractions = {"weight_stream_efficiency": self.weight_stream_efficiency, "stream_efficiency": self.stream_efficiency,
                      "attention_efficiency": self.attention_efficiency,
                      "attention_backward_fraction": self.attention_backward_fraction,
+                     "train_compute_fraction": self.train_compute_fraction,
                      **{f"gemm_efficiency[{k}]": v for k, v in self.gemm_efficiency.items()}}
         for name, v in fractions.items():
             if not 0 < v <= 1:

@@ -117,6 +117,8 @@ c_q = dim("c_q", "vector operations to dequantize one weight element, once per M
 t_k = dim("t_k", "fixed time per kernel (launch gap, prologue, tail)", "s", integer=False)
 t_g = dim("t_g", "engine time between two kernels of a step (launch latency, synchronisation, drain)", "s", integer=False)
 t_l = dim("t_l", "host time to launch one kernel without CUDA graphs", "s", integer=False)
+eta_t = dim("eta_t", "fraction of the kernels' compute rates (R, R_a, R_v, R_x) a multi-GPU training step sustains",
+            "fraction", integer=False)
 
 # --- collectives (issue 12): one collective call over one level of links ----------------
 n_c = dim("n_c", "GPUs taking part in one collective", "GPUs")

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sympy import Integer, sympify
+from sympy import Integer, lambdify, sympify
 
 from perfmodel import symbols as S
 from perfmodel.cost import PARAMETERS, Fusion, _bounded, accelerator_terms, kernel_time, kernels
@@ -167,27 +167,34 @@ def in_flight(layout: Layout, m: int, stage: int):
     return Integer(min(m, p - stage))
 
 
-def _seconds(ops, sc: Scenario, fusion: Fusion, linear_dtype: str | None = None) -> float:
+#: the compute rates a training step sustains at the fraction eta_t of the kernel fits'
+COMPUTE_RATES = (S.R, S.R_a, S.R_v, S.R_x)
+
+
+def _seconds(ops, sc: Scenario, fusion: Fusion, linear_dtype: str | None = None):
     """The cost model's kernel seconds of ``ops`` at the scenario's values, each kernel
-    at its dtype (:func:`kernel_dtype`; default: the scenario's GEMM dtype)."""
+    at its dtype (:func:`kernel_dtype`; default: the scenario's GEMM dtype), as a function
+    of ``eta_t``: the kernel formulas with the compute rates at ``eta_t·R`` (memory
+    bandwidth unchanged), compiled once (``lambdify``) and evaluated per fraction."""
     if not ops:
-        return 0.0
+        return lambda eta: 0.0
     acc = sc.require_accelerator()
     params = cost_params(acc)
     linear_dtype = linear_dtype or gemm_dtype(sc)
     terms = {}
     # each kernel's inputs as numbers first: the formulas' Max/Piecewise then evaluate at once
-    total = 0.0
+    total = Integer(0)
     for kernel in kernels(ops, fusion):
         dtype = kernel_dtype(kernel, linear_dtype)
         if dtype not in terms:
-            terms[dtype] = {**accelerator_terms(acc, params, dtype), **dict(zip(PARAMETERS, params.vector(dtype))),
-                            **sc.values}
+            rates = accelerator_terms(acc, params, dtype)
+            terms[dtype] = {**rates, **{r: S.eta_t * rates[r] for r in COMPUTE_RATES},
+                            **dict(zip(PARAMETERS, params.vector(dtype))), **sc.values}
         numbers = terms[dtype]
         inputs = {k: v if k == "group" else _bounded(k, sympify(v).xreplace(numbers)) for k, v in kernel.inputs.items()}
         seconds = kernel_time(replace(kernel, inputs=inputs), fusion).xreplace(numbers)
-        total += float(seconds) * float(sympify(kernel.repeat).xreplace(numbers))
-    return total
+        total += seconds * sympify(kernel.repeat).xreplace(numbers)
+    return lambdify(S.eta_t, total, "math")
 
 
 def _comm(ops, sc: Scenario, layout: Layout, during) -> float:
@@ -198,23 +205,27 @@ def _comm(ops, sc: Scenario, layout: Layout, during) -> float:
 _STAGES: dict = {}
 
 
-def stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion, linear_dtype: str | None = None) -> dict:
+def stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion, linear_dtype: str | None = None,
+                eta: float | None = None) -> dict:
     """One micro-batch on one stage: forward, backward (with recomputation) and
     communication seconds by axis; and the once-per-iteration data-parallel sync and
     optimizer (kept per model, step, accelerator and layout: ``plan`` and validation
-    repeat them). ``linear_dtype``: the linear layers' GEMM dtype (default the scenario's)."""
+    repeat them). ``linear_dtype``: the linear layers' GEMM dtype (default the scenario's);
+    ``eta``: the sustained fraction of the compute rates (default the accelerator's
+    fitted ``train_compute_fraction``)."""
     linear_dtype = linear_dtype or gemm_dtype(sc)
+    eta = cost_params(sc.require_accelerator()).train_compute_fraction if eta is None else eta
     key = (sc.arch, sc.options, sc.batch, sc.seq_tokens, sc.weight_dtype, sc.act_dtype, sc.accelerator.name,
-           replace(layout, micro_batches=1 if layout.schedule == "1f1b" else layout.pp), stage, fusion, linear_dtype)
+           replace(layout, micro_batches=1 if layout.schedule == "1f1b" else layout.pp), stage, fusion, linear_dtype, eta)
     if key not in _STAGES:
-        _STAGES[key] = _stage_costs(sc, layout, stage, fusion, linear_dtype)
+        _STAGES[key] = _stage_costs(sc, layout, stage, fusion, linear_dtype, eta)
     return _STAGES[key]
 
 
 _KERNELS: dict = {}
 
 
-def _stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion, linear_dtype: str) -> dict:
+def _stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion, linear_dtype: str, eta: float) -> dict:
     st = sc.but(layout=layout, stage=stage)
     ops = st.table.ops
     # the kernels do not depend on the data-parallel size: shared by layouts that differ in dp
@@ -226,31 +237,35 @@ def _stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion, linea
     if key not in _KERNELS:
         _KERNELS[key] = (_seconds([op for op in ops if op.pass_ == "fwd"] + casts[0], st, fusion, linear_dtype),
                          _seconds([op for op in ops if op.pass_ in ("recompute", "bwd")] + casts[1], st, fusion,
-                                  linear_dtype))
-    fwd, bwd = _KERNELS[key]
+                                  linear_dtype),
+                         _seconds([op for op in ops if op.pass_ == "optimizer"] + casts[2], st,
+                                  Fusion(fold_elementwise=False)))
+    fwd, bwd, optimizer = (f(eta) for f in _KERNELS[key])
     layer_comm = {axis: _comm([op for op in ops if isinstance(op, Comm) and op.axis == axis], st, layout,
                               ("fwd", "recompute", "bwd")) for axis in LAYER_AXES}
     zero3 = _comm([op for op in ops if op.name.endswith("zero3_all_gather")], st, layout, ("fwd", "bwd"))
     sync_ops = [op for op in ops if isinstance(op, Comm) and op.during == "grad_sync"]
     grad = _comm([op for op in sync_ops if "grad" in op.name], st, layout, ("grad_sync",))
     gather = _comm([op for op in sync_ops if "param" in op.name], st, layout, ("grad_sync",))
-    optimizer = _seconds([op for op in ops if op.pass_ == "optimizer"] + casts[2], st, Fusion(fold_elementwise=False))
     return {"fwd_s": fwd, "bwd_s": bwd, "comm_s": layer_comm,
             "zero3_gather_s": zero3, "grad_sync_s": grad, "param_gather_s": gather, "optimizer_s": optimizer,
             "scenario": st}
 
 
-def iteration(sc: Scenario, layout: Layout, fusion: Fusion = Fusion(), overlap: Overlap = Overlap()) -> dict:
+def iteration(sc: Scenario, layout: Layout, fusion: Fusion = Fusion(), overlap: Overlap = Overlap(),
+              eta: float | None = None) -> dict:
     """One training iteration: ``layout.micro_batches`` micro-batches of
     ``layout.micro_batch`` sequences of ``sc.seq_tokens`` tokens on each of the ``dp``
-    replicas (global batch ``dp·micro_batch·micro_batches``)."""
+    replicas (global batch ``dp·micro_batch·micro_batches``); ``eta``: the sustained
+    fraction of the compute rates (default the accelerator's ``train_compute_fraction``)."""
     if not sc.options.training:
         raise PerfmodelError("train: the scenario's phase must be train")
     m = layout.micro_batches
     global_batch = layout.dp * layout.micro_batch * m
     peak = sc.require_accelerator().peak(gemm_dtype(sc))
     sc, linear_dtype = training_precision(sc.but(batch=layout.micro_batch))
-    stages = [stage_costs(sc, layout, i, fusion, linear_dtype) for i in range(layout.pp)]
+    eta = cost_params(sc.require_accelerator()).train_compute_fraction if eta is None else eta
+    stages = [stage_costs(sc, layout, i, fusion, linear_dtype, eta) for i in range(layout.pp)]
     hidden = overlap.hidden_axes(layout)
     per_mb, exposed_layer = [], []
     for c in stages:
@@ -288,6 +303,7 @@ def iteration(sc: Scenario, layout: Layout, fusion: Fusion = Fusion(), overlap: 
         "bubble_fraction": (p - 1) / (v * m),
         "exposed_communication_s": exposed_comm,
         "communication_share": exposed_comm / step,
+        "train_compute_fraction": eta,
         **{f"{k}_bytes_per_gpu": number(memory[worst][k + "_bytes"])
            for k in ("weights", "gradient", "optimizer", "activation")},
         "memory_per_gpu_bytes": number(memory[worst]["total_bytes"]),
