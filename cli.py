@@ -1084,10 +1084,12 @@ def validate_e2e(published, by, in_sample_only, unmapped, kind):
 @click.option("--by", default="study", show_default=True, help="row, all, or a summary per comma-separated keys: study, gpu, accelerator, model_size, layout, metric, dtype")
 @output_options
 def validate_training(published, by):
-    """Training iterations against published runs (Megatron-LM, Korthikanti, MegaScale,
-    Megatron-Bridge): error = predicted/measured - 1 on the iteration time (negative is
-    too fast), per source, GPU, model size and layout; no parameter is fitted to these
-    rows, so leave-one-source-out equals in sample. Slow: minutes for every row."""
+    """Training iterations against published runs (Narayanan 2021, Korthikanti 2022,
+    MegaScale, MT-NLG, BLOOM, Megatron-Bridge; TFLOP/s and MFU rows through each source's
+    own FLOP count): error = predicted/measured - 1 on the iteration time (negative is too
+    fast), per source, GPU, model size and layout, in sample and leave-one-source-out (the
+    one fitted term, each die's sustained compute fraction, refitted without the row's
+    study). Slow: minutes for every row."""
     from perfmodel.hardware.training_validation import report
 
     return report(by)
