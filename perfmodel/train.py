@@ -386,6 +386,8 @@ def report(sc: Scenario, layout: Layout, *, tokens: int | None = None, fusion: F
     import pandas as pd
 
     row = iteration(sc, layout, fusion, overlap)
+    # the same step with every kernel at its fitted rate (eta = 1): the bound the sustained fraction is taken from
+    row["step_time_at_kernel_rates_s"] = iteration(sc, layout, fusion, overlap, eta=1.0)["step_time_s"]
     labels = {"model": sc.arch.name, "gpu": sc.accelerator.name, "gpus": layout.gpus, "tp": layout.tp,
               "pp": layout.pp, "dp": layout.dp, "ep": layout.ep, "cp": layout.cp, "zero": layout.zero,
               "sequence_parallel": layout.sequence_parallel, "schedule": layout.schedule, "interleave": layout.v,
