@@ -121,7 +121,7 @@ def _run_key(r) -> tuple:
         return ("PaLM 540B",)
     notes = "" if ("Korthikanti" in source or "MFU/HFU table" in source) else str(r["notes"])
     if model.startswith("GPT-style 175B ablation step 9"):
-        model, notes = "GPT-style 175B (MegaScale) h=12288 L=96 V=64000", "megascale-table-2"
+        model, notes = "GPT-style 175B (MegaScale) h=12288 L=96 heads=128 V=64000", "megascale-table-2"
         return (model, int(r["n_gpus"]), int(r["global_batch"]), notes)
     if "MegaScale" in source and "(MegaScale)" in model:
         notes = "megascale-table-2"
