@@ -14,6 +14,10 @@ measurements the project ships, with their out-of-sample errors.
 3. **Out of sample**: each end-to-end source is predicted by a fit to the others
    (leave-one-source-out); the held-out terms are stored so that
    ``perfmodel validate e2e`` reproduces them without refitting.
+4. **The training step's sustained compute fraction per die** (:mod:`perfmodel.hardware.training_fit`),
+   fitted to the published training runs on the terms above, with its leave-one-source-out
+   values (``perfmodel validate training``); ``python -m perfmodel.hardware.training_fit``
+   refits it alone.
 
 Run ``python -m perfmodel.hardware.calibrate`` after changing the data or the model.
 """
@@ -390,6 +394,9 @@ def main() -> None:
     stored.cache_clear()
     catalog._load.cache_clear()  # the catalog's accelerators carry the terms just written
     data["e2e_validation"] = e2e_summary()
+    from perfmodel.hardware import training_fit
+
+    data = training_fit.apply(data)  # the training step's sustained fractions, on the terms just written
     data["formula"] = {k: str(v) for k, v in FORMULAS.items()}
     data["method"] = __doc__.strip().splitlines()[0] + " " + " ".join(l.strip() for l in __doc__.strip().splitlines()[1:] if l.strip())
     data["date"] = datetime.date.today().isoformat()
