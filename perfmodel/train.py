@@ -223,6 +223,7 @@ def stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion, linear
 
 
 _KERNELS: dict = {}
+_OPTIMIZERS: dict = {}
 
 
 def _stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion, linear_dtype: str, eta: float) -> dict:
@@ -237,10 +238,13 @@ def _stage_costs(sc: Scenario, layout: Layout, stage: int, fusion: Fusion, linea
     if key not in _KERNELS:
         _KERNELS[key] = (_seconds([op for op in ops if op.pass_ == "fwd"] + casts[0], st, fusion, linear_dtype),
                          _seconds([op for op in ops if op.pass_ in ("recompute", "bwd")] + casts[1], st, fusion,
-                                  linear_dtype),
-                         _seconds([op for op in ops if op.pass_ == "optimizer"] + casts[2], st,
-                                  Fusion(fold_elementwise=False)))
-    fwd, bwd, optimizer = (f(eta) for f in _KERNELS[key])
+                                  linear_dtype))
+    # the optimizer updates this GPU's ZeRO shard: it depends on the data-parallel size
+    if (key, layout) not in _OPTIMIZERS:
+        _OPTIMIZERS[key, layout] = _seconds([op for op in ops if op.pass_ == "optimizer"] + casts[2], st,
+                                            Fusion(fold_elementwise=False))
+    fwd, bwd = (f(eta) for f in _KERNELS[key])
+    optimizer = _OPTIMIZERS[key, layout](eta)
     layer_comm = {axis: _comm([op for op in ops if isinstance(op, Comm) and op.axis == axis], st, layout,
                               ("fwd", "recompute", "bwd")) for axis in LAYER_AXES}
     zero3 = _comm([op for op in ops if op.name.endswith("zero3_all_gather")], st, layout, ("fwd", "bwd"))

@@ -209,3 +209,16 @@ def test_fp8_casts_by_hand():
     assert per_layer(fwd) == 26_624 * 4
     assert per_layer(bwd) == 43_008 * 4
     assert per_layer(once) == 218_103_808 * 4
+
+
+def test_optimizer_step_follows_the_zero_shard():
+    """ZeRO-1 shards the optimizer states over dp (Rajbhandari et al. 2019 §5.1): the same
+    model and tp/pp on 4x the data-parallel ranks updates a quarter of the parameters per
+    GPU, so its optimizer step (a memory-bound pass over the shard) takes a quarter as long,
+    less the fixed kernel times. Computed for dp = 2 first, then dp = 8 (one cache)."""
+    from perfmodel.cost import Fusion
+
+    sc = _sc().but(batch=1)
+    small, large = (stage_costs(sc, Layout(tp=2, dp=dp, zero=1, gpus_per_node=2 * dp), 0, Fusion())["optimizer_s"]
+                    for dp in (2, 8))
+    assert large < small / 3
