@@ -94,11 +94,12 @@ def fit(frame) -> dict:
     return {"in_sample": in_sample, "leave_one_source_out": loso, "by_die": summary}
 
 
-def loso_fraction(loso: dict, group: str, part: str) -> float:
-    """The fraction a row of ``group`` on ``part`` is predicted with out of sample."""
-    held = loso[source_group(group)] if source_group(group) in loso else loso.get(group)
+def loso_fraction(loso: dict, group: str, part: str) -> float | None:
+    """The fraction a row of ``group`` on ``part`` is predicted with out of sample (None: the
+    stored fit never saw the study, so its stored fractions are already out of sample)."""
+    held = loso.get(source_group(group))
     if held is None:
-        raise PerfmodelError(f"training fit: no leave-one-source-out fraction for {group!r}")
+        return None
     return held.get(die(part), held["pooled"])
 
 

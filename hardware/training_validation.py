@@ -34,7 +34,10 @@ GPUS = {"H100": "h100-sxm", "B200": "b200", "GB200": "gb200", "A100": "a100-80gb
 #: Megatron-Bridge recipe names -> shipped config (preset or e2e-configs file)
 MODELS = {"LLAMA3_70B": "llama-3.1-70b", "LLAMA3_8B": "llama-3-8b", "LLAMA3.1_405B": "meta-llama--Llama-3.1-405B",
           "Llama 3 405B": "meta-llama--Llama-3.1-405B",
-          "DeepSeekV3": "deepseek-v3", "Qwen3_30B_a3B": "qwen3-30b-a3b"}
+          "DeepSeekV3": "deepseek-v3", "Qwen3_30B_a3B": "qwen3-30b-a3b",
+          # NeMo 24.07's table (Llama 3 70B: Llama 3.1 70B's shapes; its RoPE scaling costs no FLOPs)
+          "LLAMA2-7B": "llama-2-7b", "LLAMA2-13B": "meta-llama--Llama-2-13b-hf", "LLAMA2-70B": "llama-2-70b",
+          "LLAMA3-8B": "llama-3-8b", "LLAMA3-70B": "llama-3.1-70b"}
 #: GPT dimensions of labels that do not spell them: Narayanan Table 2's 174.6B is GPT-3
 #: 175B (§5.2: 96 layers, 96 heads, hidden 12288) and its 529.6B is Table 1's; BLOOM-176B
 #: from bigscience/bloom config.json (n_embed 14336, n_layer 70, 112 heads, vocab 250880;
@@ -435,13 +438,16 @@ def scored(subset=None) -> pd.DataFrame:
     predicted, held_out, reasons = [], [], []
     for _, r in frame.iterrows():
         try:
-            predicted.append(predict_row(r))
-            held_out.append(predict_row(r, loso_fraction(loso, r["study"], r["accelerator"])) if loso else predicted[-1])
-            reasons.append("")
+            fitted = predict_row(r)
+            eta = loso_fraction(loso, r["study"], r["accelerator"]) if loso else None
+            held = fitted if eta is None else predict_row(r, eta)
         except PerfmodelError as exc:
-            predicted.append(np.nan)
-            held_out.append(np.nan)
+            fitted = held = np.nan
             reasons.append(str(exc))
+        else:
+            reasons.append("")
+        predicted.append(fitted)
+        held_out.append(held)
     frame["reason"] = reasons
     frame["measured"] = frame["value"].astype(float)
     rate = frame["flop_convention"] != ""
