@@ -29,3 +29,16 @@ def test_korthikanti_table_5_iteration_times():
     error = scored["loso_error"].to_numpy()
     assert np.median(np.abs(error)) <= 0.12
     assert np.abs(error).max() <= 0.3
+
+
+def test_nemo_24_07_rows_run_the_tables_layouts():
+    """NeMo 24.07 performance summary, DGX-H100 FP8 pretraining: LLAMA3-70B on 64 GPUs,
+    GBS 128, MBS 1, seq 8192, TP 4, PP 4, CP 2, VP 5 -> dp = 64 / (4·4·2) = 2, 64 micro-batches."""
+    rows = tv.rows()
+    nemo = rows[rows["scored"] & rows["source"].str.startswith("NVIDIA/NeMo docs")]
+    assert list(nemo["model"]) == ["LLAMA2-7B", "LLAMA2-13B", "LLAMA2-70B", "LLAMA3-8B", "LLAMA3-70B"]
+    r = nemo.iloc[-1]
+    kw = tv._layout_kwargs(r)
+    assert (kw["gpus"], kw["tp"], kw["pp"], kw["cp"], kw["interleave"], kw["micro_batch"], kw["global_batch"]) == \
+        (64, 4, 4, 2, 5, 1, 128)
+    assert r["arch"].num_hidden_layers == 80 and tv._dtype(r["dtype"]) == "fp8"
