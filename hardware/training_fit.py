@@ -30,12 +30,13 @@ import numpy as np
 from perfmodel.errors import PerfmodelError
 
 LOW, HIGH = 0.3, 1.0
-#: parts fitted together: one die (H200 is the H100's GH100)
-SAME_DIE = {"h200-sxm": "h100-sxm"}
 
 
 def die(part: str) -> str:
-    return SAME_DIE.get(part, part)
+    """The die a part is fitted on: the GEMM fit's pooling (H200 is the H100's GH100)."""
+    from perfmodel.hardware.calibrate import SAME_DIE
+
+    return SAME_DIE.get(part, (part,))[0]
 
 
 def source_group(study: str) -> str:
@@ -72,7 +73,7 @@ def fit_fraction(rows: list) -> float:
 
 def fit(frame) -> dict:
     """Per die and pooled fractions, in sample and leave-one-source-out, from the scored
-    rows of ``frame`` (``training_validation.scored_inputs``: ``time_at``, ``measured_time``,
+    rows of ``frame`` (``training_validation.fit_inputs``: ``time_at``, ``measured_time``,
     ``accelerator``, ``study``)."""
     frame = frame.assign(die=frame["accelerator"].map(die), group=frame["study"].map(source_group))
 
@@ -108,6 +109,7 @@ def apply(data: dict) -> dict:
     ``cost-model.json``): each fitted die's parts, the pooled value as the default for every
     other part, and the leave-one-source-out values ``validate training`` reads."""
     from perfmodel.hardware import training_validation
+    from perfmodel.hardware.calibrate import SAME_DIE
 
     frame = training_validation.fit_inputs()
     result = fit(frame)
@@ -115,7 +117,7 @@ def apply(data: dict) -> dict:
     for d, summary in result["by_die"].items():
         src = (f"fitted to {summary['rows']} published training runs on this die ({', '.join(summary['sources'])}): "
                f"least absolute deviation of ln(iteration time), hardware/training_fit.py")
-        for part in {d, *[p for p, same in SAME_DIE.items() if same == d]}:
+        for part in {d, *[p for p in SAME_DIE if die(p) == d]}:
             data["accelerators"].setdefault(part, {})["train_compute_fraction"] = {"value": result["in_sample"][d],
                                                                                  "source": src}
     data["defaults"]["train_compute_fraction"] = {
