@@ -30,10 +30,11 @@ from perfmodel.hardware import training_conventions as conv
 
 FILE = "training-measurements.csv"
 #: published GPU label prefix -> catalog key (A100-class Ampere: MegaScale's cluster)
-GPUS = {"H100": "h100-sxm", "B200": "b200", "GB200": "gb200", "A100": "a100-80gb-sxm", "NVIDIA Ampere": "a100-80gb-sxm"}
+GPUS = {"H100": "h100-sxm", "H200": "h200-sxm", "B200": "b200", "GB200": "gb200", "A100": "a100-80gb-sxm", "NVIDIA Ampere": "a100-80gb-sxm"}
 #: Megatron-Bridge recipe names -> shipped config (preset or e2e-configs file)
 MODELS = {"LLAMA3_70B": "llama-3.1-70b", "LLAMA3_8B": "llama-3-8b", "LLAMA3.1_405B": "meta-llama--Llama-3.1-405B",
-          "Llama 3 405B": "meta-llama--Llama-3.1-405B",
+          "Llama 3 405B": "meta-llama--Llama-3.1-405B", "Llama 3.1 405B": "meta-llama--Llama-3.1-405B",
+          "Llama 3.1 8B": "llama-3-8b",  # MLPerf's llama31_8b: Llama 3.1 8B, Llama 3 8B's shapes
           "DeepSeekV3": "deepseek-v3", "Qwen3_30B_a3B": "qwen3-30b-a3b",
           # NeMo 24.07's table (Llama 3 70B: Llama 3.1 70B's shapes; its RoPE scaling costs no FLOPs)
           "LLAMA2-7B": "llama-2-7b", "LLAMA2-13B": "meta-llama--Llama-2-13b-hf", "LLAMA2-70B": "llama-2-70b",
@@ -351,12 +352,13 @@ def _layout_kwargs(r) -> dict:
         "sequence_parallel": tp > 1 and "no sequence parallel" not in notes,
         "zero": 3 if bridge and fsdp and int(fsdp.group(1)) > 0 else 1,
         "_recompute": "full" if recompute.startswith("full") else "selective" if recompute.startswith("selective") else "none",
-        "_overlap": {"tp_comm": (bridge or megascale or "Performance Benchmarking" in str(r["source"])) and tp > 1,
+        "_overlap": {"tp_comm": (bridge or megascale or "Performance Benchmarking" in str(r["source"])
+                                 or "TP_COMM_OVERLAP=True" in notes) and tp > 1,
                      "p2p": not ("Korthikanti" in str(r["source"]) or megatron_baseline),
                      "grad_reduce": not megatron_baseline, "param_gather": not megatron_baseline,
                      "ep_comm": bridge and str(r["model"]).startswith("DeepSeekV3") and str(r["gpu"]).startswith("H100")},
     }
-    if bridge and str(r["model"]).startswith("LLAMA3.1_405B"):
+    if bridge and str(r["model"]).startswith("LLAMA3.1_405B") or "ASYM_PP_EMBED=True ASYM_PP_LOSS=True" in notes:
         kw.update(embedding_in_split=True, loss_in_split=True)
     if _narayanan_table_1(r):
         mbs, per_virtual, ddp = SC21_TABLE_1[str(r["params"])]

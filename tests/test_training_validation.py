@@ -42,3 +42,32 @@ def test_nemo_24_07_rows_run_the_tables_layouts():
     assert (kw["gpus"], kw["tp"], kw["pp"], kw["cp"], kw["interleave"], kw["micro_batch"], kw["global_batch"]) == \
         (64, 4, 4, 2, 5, 1, 128)
     assert r["arch"].num_hidden_layers == 80 and tv._dtype(r["dtype"]) == "fp8"
+
+
+def _mlperf(rows, gpu: str, model: str):
+    mlperf = rows[rows["scored"] & rows["source"].str.startswith("MLCommons MLPerf")]
+    return mlperf[mlperf["gpu"].str.startswith(gpu) & mlperf["model"].str.startswith(model)]
+
+
+def test_mlperf_rows_run_the_submitted_configs():
+    """MLPerf Training v5.1, University of Florida, 32 DGX B200 nodes, Llama 3.1 405B:
+    config_DGXB200_32x8x144xtp4pp8cp2_cg.sh sets TP 4, PP 8, INTERLEAVED_PIPELINE 8, CP 2,
+    MICRO_BATCH_SIZE 1, ASYM_PP_EMBED/LOSS, and leaves ``#export TP_COMM_OVERLAP=True``
+    commented out; its log has global_batch_size 576 and gradient_accumulation_steps 144:
+    dp = 256 / (4·8·2) = 4 and 576 / (4·1) = 144 micro-batches. NVIDIA's GB200 256-GPU
+    config (config_GB200_64x4x112xtp4pp8cp2_cg.sh) sets TP_COMM_OVERLAP=True."""
+    from perfmodel.hardware.catalog import get_accelerator
+    from perfmodel.train import make_layout
+
+    rows = tv.rows()
+    uf = _mlperf(rows, "B200", "Llama 3.1 405B").iloc[0]
+    kw = tv._layout_kwargs(uf)
+    assert (kw["gpus"], kw["tp"], kw["pp"], kw["cp"], kw["interleave"], kw["micro_batch"], kw["global_batch"]) == \
+        (256, 4, 8, 2, 8, 1, 576)
+    assert kw["embedding_in_split"] and kw["loss_in_split"] and not kw["_overlap"]["tp_comm"]
+    assert kw["_recompute"] == "none" and tv._dtype(uf["dtype"]) == "fp8"
+    layout = make_layout(uf["arch"], get_accelerator(uf["accelerator"]),
+                         **{k: v for k, v in kw.items() if not k.startswith("_")})
+    assert (layout.dp, layout.micro_batches) == (4, 144)
+    nvidia = _mlperf(rows, "GB200", "Llama 3.1 405B").iloc[0]
+    assert tv._layout_kwargs(nvidia)["_overlap"]["tp_comm"] and int(nvidia["n_gpus"]) == 256
