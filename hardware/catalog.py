@@ -1,8 +1,9 @@
 """The accelerator catalog: every row of ``data/gpu-specs.csv`` as an :class:`Accelerator`,
 looked up by key, alias or name, plus user accelerator files (JSON or YAML).
 
-``data/gpu-specs.csv`` is the research table, copied unchanged; ``data/catalog-keys.csv``
-adds per row the key, aliases, memory-capacity rule and efficiency defaults, each with
+``data/gpu-specs.csv`` is the research table, copied unchanged from ``shared/data/``;
+``data/gpu-specs-added.csv`` holds rows researched in this repository (same columns, each
+with its source; not in the shared table); ``data/catalog-keys.csv`` adds per row the key, aliases, memory-capacity rule and efficiency defaults, each with
 its reason. Unit rules, applied only in :func:`_row_to_accelerator`:
 
 - peaks: CSV TFLOP/s (TOP/s for int8), dense, -> exact integer FLOP/s (x 10**12 on the
@@ -56,6 +57,8 @@ PEAK_COLUMNS = {
 MEMORY_UNITS = {"GiB": GIB, "GB": 10**9}
 _INTERCONNECT_KIND = {"NVIDIA": "NVLink", "AMD": "Infinity Fabric", "Intel": "RoCE Ethernet", "Google": "ICI"}
 _FILE_SUFFIXES = (".json", ".yaml", ".yml")
+#: the spec tables, read in this order: the shared copy, then the rows added here
+SPEC_FILES = ("gpu-specs.csv", "gpu-specs-added.csv")
 
 
 # ---------------------------------------------------------------- the catalog
@@ -148,7 +151,10 @@ def _fabric(acc: Accelerator):
 @functools.cache
 def _load() -> tuple[dict[str, Accelerator], dict[str, str]]:
     """(key -> Accelerator, lookup form of every key/alias/name -> key); the only registry."""
-    specs = {row["name"]: row for row in _read_csv("gpu-specs.csv")}
+    specs: dict[str, dict[str, str]] = {}
+    for row in (row for file in SPEC_FILES for row in _read_csv(file)):
+        if specs.setdefault(row["name"], row) is not row:
+            raise ValueError(f"catalog data: {row['name']!r} appears in more than one spec row")
     keyrows = {row["name"]: row for row in _read_csv("catalog-keys.csv")}
     if specs.keys() != keyrows.keys():
         raise ValueError(f"catalog data: rows without a key or spec: {sorted(specs.keys() ^ keyrows.keys())}")
@@ -167,7 +173,7 @@ def _load() -> tuple[dict[str, Accelerator], dict[str, str]]:
 
 
 def catalog() -> dict[str, Accelerator]:
-    """Every catalog accelerator by key, in gpu-specs.csv order."""
+    """Every catalog accelerator by key, in SPEC_FILES row order."""
     return dict(_load()[0])
 
 

@@ -34,7 +34,7 @@ GPU_KEYS = {
     "H800 SXM5": "h100-sxm", "H800 SXM": "h100-sxm", "H200 SXM": "h200-sxm",
     "A100 SXM": "a100-80gb-sxm", "A100 (variant unstated)": "a100-80gb-sxm", "A100 SXM4 40GB (Modal)": "a100-40gb-sxm",
     "A100 80GB PCIe": "a100-80gb-pcie", "A100 PCIe": "a100-80gb-pcie",
-    "B200 SXM": "b200", "B200 (Modal)": "b200", "GB200": "gb200",
+    "B200 SXM": "b200", "B200 (Modal)": "b200", "GB200": "gb200", "B300 SXM": "b300",
     "MI300X": "mi300x", "MI325X": "mi325x", "Gaudi 2": "gaudi2", "Gaudi 3": "gaudi3",
 }
 #: fp16 and bf16 run at one tensor-core rate: one fitted plateau for both

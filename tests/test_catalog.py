@@ -36,8 +36,12 @@ GiB = 2**30
 
 
 def csv_rows() -> list[dict[str, str]]:
-    with open(DATA / "gpu-specs.csv", newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+    """The shared table's rows, then the rows added in this repository (gpu-specs-added.csv)."""
+    rows = []
+    for name in ("gpu-specs.csv", "gpu-specs-added.csv"):
+        with open(DATA / name, newline="", encoding="utf-8") as f:
+            rows += list(csv.DictReader(f))
+    return rows
 
 
 # ------------------------------------------------------------ datasheet values
@@ -75,6 +79,39 @@ def test_b200_dense_is_half_the_blackwell_table_and_agrees_with_fa4():
     b200 = get_accelerator("b200")
     assert b200.peak("bf16") == Fraction(45, 10) * 10**15 / 2
     assert round(1613e12 / b200.peak("bf16"), 2) in (0.71, 0.72)
+
+
+def test_b300_dense_is_the_hgx_b300_table_per_gpu_halved():
+    # NVIDIA HGX B300 table, 8 GPUs, * = with sparsity: FP8 72 PF*, FP16/BF16 36 PF*, TF32 18 PF*,
+    # FP32 600 TF (not sparse); per GPU /8, tensor values /2. "Inside NVIDIA Blackwell Ultra"
+    # (NVIDIA technical blog): 8 TB/s HBM3e, NVLink 5 1.8 TB/s bidirectional per GPU.
+    b300 = get_accelerator("b300")
+    assert b300.peak("fp8") == Fraction(72, 8 * 2) * 10**15
+    assert b300.peak("bf16") == b300.peak("fp16") == Fraction(36, 8 * 2) * 10**15
+    assert b300.peak("tf32") == Fraction(18, 8 * 2) * 10**15
+    assert b300.peak("fp32") == Fraction(600, 8) * T
+    assert b300.memory_bandwidth_bytes_per_s == 8 * 10**12
+    assert b300.interconnect_bytes_per_s == Fraction(18, 10) * 10**12
+    # MLPerf's part name B300-SXM-270GB: 270 usable of 288 (8 x 36 GiB HBM3e stacks)
+    assert b300.memory_bytes == 270 * GiB < 8 * 36 * GiB
+    # stas00/ml-engineering MAMF table: theory 2250 bf16 / 4500 fp8 are these dense peaks
+    assert b300.peak("bf16") == 2250 * T and b300.peak("fp8") == 4500 * T
+    assert "int8" not in b300.peak_flops_per_s  # sources disagree: left blank, never guessed
+
+
+def test_gb300_dense_is_the_nvl72_rack_per_gpu_halved():
+    # NVIDIA GB300 NVL72 spec, 72 GPUs: FP8/FP6 720 PF*, FP4 1440 PF* (1080 dense), 576 TB/s HBM3e,
+    # 130 TB/s NVLink (72 x 1.8 TB/s); "Inside NVIDIA Blackwell Ultra": up to 1,400 W.
+    gb300 = get_accelerator("gb300")
+    assert gb300.peak("fp8") == Fraction(720, 72 * 2) * 10**15
+    assert gb300.memory_bandwidth_bytes_per_s == Fraction(576, 72) * 10**12
+    assert gb300.interconnect_bytes_per_s == Fraction(18, 10) * 10**12
+    assert gb300.tdp_w == 1400
+    # rack dense FP16/BF16 180 PF (verda.com's GB300 NVL72 table) / 72; half FP8, as on B200/GB200
+    assert gb300.peak("bf16") == Fraction(180, 72) * 10**15 == gb300.peak("fp8") / 2
+    # the GB300-over-B300 clock ratio is GB200-over-B200's (5 vs 4.5 PF FP8 in both tables)
+    assert Fraction(gb300.peak("fp8"), get_accelerator("b300").peak("fp8")) == \
+        Fraction(get_accelerator("gb200").peak("fp8"), get_accelerator("b200").peak("fp8"))
 
 
 def test_rtx_3090_fractional_link_and_mi250x_fractional_bandwidth_stay_exact():
@@ -119,7 +156,7 @@ def test_data_csv_is_the_shared_csv_unchanged():
 
 def test_every_csv_row_is_in_the_catalog_once():
     names = [row["name"] for row in csv_rows()]
-    assert len(names) == 23
+    assert len(names) == 25
     assert sorted(acc.name for acc in catalog().values()) == sorted(names)
     for name in names:
         assert get_accelerator(name).name == name
@@ -214,7 +251,7 @@ def test_tpu_and_gaudi2_have_no_vector_rate():
     [("a100-80gb-sxm", Decimal("271.2")), ("a100-40gb-sxm", Decimal("271.2")), ("a100-pcie", Decimal("252.9")),
      ("h100", Decimal("794.5")), ("h200", Decimal("794.5")), ("b200", Decimal("1745")),
      ("gb200", Decimal("1822")), ("mi300x", Decimal("668.4")), ("mi325x", Decimal("784.9")),
-     ("gaudi2", Decimal("418.7")), ("gaudi3", Decimal("1243"))],
+     ("gaudi2", Decimal("418.7")), ("gaudi3", Decimal("1243")), ("b300", Decimal("1769"))],
 )
 def test_matmul_efficiency_times_peak_is_the_measured_mamf(name, mamf_tflops):
     acc = get_accelerator(name)
@@ -227,12 +264,15 @@ def test_efficiency_values_quoted_in_hw_notes():
     assert round(get_accelerator("h100").matmul_efficiency, 3) == 0.803
     assert round(get_accelerator("b200").matmul_efficiency, 3) == 0.776
     assert 0.75 <= get_accelerator("h100-pcie").matmul_efficiency <= 0.80
+    # stas00/ml-engineering MAMF table: B300 SXM bf16 1769 of 2250 = 78.6%, fp8 3353.3 of 4500 = 74.5%
+    assert round(get_accelerator("b300").matmul_efficiency, 3) == 0.786
+    assert round(get_accelerator("b300").extra["matmul_efficiency_fp8"], 3) == 0.745
     # FP8 MAMF H100 SXM 1402.6 / 1979 = 70.9%
     assert round(get_accelerator("h100").extra["matmul_efficiency_fp8"], 3) == 0.709
     # "large streaming kernels 0.85-0.92" of nominal bandwidth
     assert 0.85 <= get_accelerator("h100").bandwidth_efficiency <= 0.92
     # nothing in §4 for these: left blank, never guessed
-    for name in ("v100", "mi250x", "tpu-v4", "tpu-v5p"):
+    for name in ("v100", "mi250x", "tpu-v4", "tpu-v5p", "gb300"):
         assert get_accelerator(name).matmul_efficiency is None
     assert get_accelerator("mi300x").bandwidth_efficiency is None
 
@@ -246,7 +286,8 @@ def test_efficiency_values_quoted_in_hw_notes():
     [("a100", "a100-80gb-sxm"), ("h100", "h100-sxm"), ("h100-sxm", "h100-sxm"), ("h200", "h200-sxm"),
      ("v100", "v100-sxm2-32gb"), ("mi300", "mi300x"), ("mi300x", "mi300x"), ("gaudi-2", "gaudi2"),
      ("tpuv5e", "tpu-v5e"), ("H100 SXM", "h100-sxm"), ("A100_80GB_PCIe", "a100-80gb-pcie"),
-     ("RTX 4090", "rtx-4090"), ("TPU v5p", "tpu-v5p"), ("GB200 (per Blackwell GPU)", "gb200")],
+     ("RTX 4090", "rtx-4090"), ("TPU v5p", "tpu-v5p"), ("GB200 (per Blackwell GPU)", "gb200"),
+     ("B300 SXM", "b300"), ("HGX B300", "b300"), ("GB300 NVL72", "gb300")],
 )
 def test_alias_resolves(alias, key):
     assert get_accelerator(alias).key == key

@@ -137,6 +137,20 @@ def test_reference_system_figures():
     assert interconnect("l40s").scale_up.kind == "pcie" and interconnect("l40s").scale_up.bandwidth_bytes_per_s == 32e9
 
 
+def test_blackwell_ultra_fabrics():
+    # HGX B300: 8 GPUs on NVLink 5 switches, 1.8 TB/s bidirectional each (14.4 TB/s total), one
+    # ConnectX-8 SuperNIC at 800 Gb/s per GPU; GB300 NVL72: 72 GPUs in one NVLink domain (130 TB/s),
+    # 72 ConnectX-8 at 800 Gb/s (NVIDIA spec tables as cited in links.csv)
+    b300, gb300 = interconnect("hgx-b300"), interconnect("gb300-nvl72")
+    for ic in (b300, gb300):
+        assert ic.scale_up.kind == "nvlink" and ic.scale_up.switch == "nvswitch" and ic.nvls
+        assert ic.scale_up.bandwidth_bytes_per_s * 2 == 1800 * 10**9
+        assert ic.scale_out.bandwidth_bytes_per_s == 800 * 10**9 // 8
+    assert b300.scale_up.domain_gpus == 8 and b300.scale_up.bandwidth_bytes_per_s * 8 * 2 == 14_400 * 10**9
+    assert gb300.scale_up.domain_gpus == 72
+    assert catalog()["b300"].fabric.domain_gpus == 8 and catalog()["gb300"].fabric.domain_gpus == 72
+
+
 # ------------------------------------------------------------------ the fit against the stored rows
 
 ROWS = F.load_rows()
