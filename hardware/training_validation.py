@@ -30,7 +30,7 @@ from perfmodel.hardware import training_conventions as conv
 
 FILE = "training-measurements.csv"
 #: published GPU label prefix -> catalog key (A100-class Ampere: MegaScale's cluster)
-GPUS = {"H100": "h100-sxm", "H200": "h200-sxm", "B200": "b200", "GB200": "gb200", "A100": "a100-80gb-sxm", "NVIDIA Ampere": "a100-80gb-sxm"}
+GPUS = {"H100": "h100-sxm", "H200": "h200-sxm", "B200": "b200", "GB200": "gb200", "B300": "b300", "GB300": "gb300", "A100": "a100-80gb-sxm", "NVIDIA Ampere": "a100-80gb-sxm"}
 #: Megatron-Bridge recipe names -> shipped config (preset or e2e-configs file)
 MODELS = {"LLAMA3_70B": "llama-3.1-70b", "LLAMA3_8B": "llama-3-8b", "LLAMA3.1_405B": "meta-llama--Llama-3.1-405B",
           "Llama 3 405B": "meta-llama--Llama-3.1-405B", "Llama 3.1 405B": "meta-llama--Llama-3.1-405B",
@@ -296,6 +296,11 @@ def _layout_kwargs(r) -> dict:
 
     - Megatron-Bridge ``FSDP=n`` (n > 0): Megatron-FSDP's full shard = ZeRO-3, else the
       distributed optimizer (ZeRO-1, ``use_distributed_optimizer=True`` in every recipe).
+    - MLPerf Training result logs: the row's notes carry its config's ``TP_COMM_OVERLAP``
+      and ``ASYM_PP_EMBED``/``ASYM_PP_LOSS`` (the embedding and the loss as pipeline layers,
+      as Megatron-Bridge's ``account_for_..._in_pipeline_split``); the other settings are
+      the defaults here: distributed optimizer, overlapped DP and p2p communication,
+      sequence parallelism, no recomputation (no config sets ``ACT_CKPT_*``).
     - Llama-3.1-405B on Megatron-Bridge: the recipe sets
       ``account_for_embedding_in_pipeline_split`` and ``..._loss_...`` (recipes/llama/llama3.py
       ``llama31_405b_pretrain_config``).
