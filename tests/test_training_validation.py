@@ -71,6 +71,9 @@ def test_mlperf_rows_run_the_submitted_configs():
     assert (layout.dp, layout.micro_batches) == (4, 144)
     nvidia = _mlperf(rows, "GB200", "Llama 3.1 405B").iloc[0]
     assert tv._layout_kwargs(nvidia)["_overlap"]["tp_comm"] and int(nvidia["n_gpus"]) == 256
+    # Dell's 8-GPU XE9780 B300 node (MLPerf system "B300-SXM-270GB") and NVIDIA's GB300 racks are catalog parts
+    assert _mlperf(rows, "B300", "Llama 3.1 8B").iloc[0]["accelerator"] == "b300"
+    assert set(_mlperf(rows, "GB300", "Llama 3.1 8B")["accelerator"]) == {"gb300"}
 
 
 def test_mlperf_llama_405b_step_times_out_of_sample():
