@@ -30,7 +30,8 @@ from perfmodel.hardware import training_conventions as conv
 
 FILE = "training-measurements.csv"
 #: published GPU label prefix -> catalog key (A100-class Ampere: MegaScale's cluster)
-GPUS = {"H100": "h100-sxm", "H200": "h200-sxm", "B200": "b200", "GB200": "gb200", "B300": "b300", "GB300": "gb300", "A100": "a100-80gb-sxm", "NVIDIA Ampere": "a100-80gb-sxm"}
+GPUS = {"H100": "h100-sxm", "H200": "h200-sxm", "B200": "b200", "GB200": "gb200", "B300": "b300", "GB300": "gb300",
+        "A100": "a100-80gb-sxm", "NVIDIA Ampere": "a100-80gb-sxm"}
 #: Megatron-Bridge recipe names -> shipped config (preset or e2e-configs file)
 MODELS = {"LLAMA3_70B": "llama-3.1-70b", "LLAMA3_8B": "llama-3-8b", "LLAMA3.1_405B": "meta-llama--Llama-3.1-405B",
           "Llama 3 405B": "meta-llama--Llama-3.1-405B", "Llama 3.1 405B": "meta-llama--Llama-3.1-405B",
