@@ -1082,17 +1082,19 @@ def validate_e2e(published, by, in_sample_only, unmapped, kind):
 @validate.command("training")
 @click.option("--published", is_flag=True, required=True, help="score the published training runs (hardware/data/training-measurements.csv)")
 @click.option("--by", default="study", show_default=True, help="row, all, or a summary per comma-separated keys: study, gpu, accelerator, model_size, layout, metric, dtype")
+@click.option("--study", help="only the runs whose study or source contains this text, any case (e.g. MLPerf, Korthikanti, Megatron-Bridge)")
 @output_options
-def validate_training(published, by):
+def validate_training(published, by, study):
     """Training iterations against published runs (Narayanan 2021, Korthikanti 2022,
-    MegaScale, MT-NLG, BLOOM, Megatron-Bridge; TFLOP/s and MFU rows through each source's
-    own FLOP count): error = predicted/measured - 1 on the iteration time (negative is too
-    fast), per source, GPU, model size and layout, in sample and leave-one-source-out (the
-    one fitted term, each die's sustained compute fraction, refitted without the row's
-    study). Slow: minutes for every row."""
+    MegaScale, MT-NLG, BLOOM, Megatron-Bridge, NeMo 24.07, MLPerf Training logs; TFLOP/s and
+    MFU rows through each source's own FLOP count): error = predicted/measured - 1 on the
+    iteration time (negative is too fast), per source, GPU, model size and layout, in sample
+    and leave-one-source-out (the one fitted term, each die's sustained compute fraction,
+    refitted without the row's study). Slow: about 25 CPU-minutes for every run; --study
+    scores a subset."""
     from perfmodel.hardware.training_validation import report
 
-    return report(by)
+    return report(by, study)
 
 
 # --- batch: many rows of one table command, in one process -----------------------------

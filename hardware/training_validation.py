@@ -480,17 +480,29 @@ def scored(subset=None) -> pd.DataFrame:
 KEYS = ("study", "gpu", "accelerator", "model_size", "layout", "metric", "dtype")
 
 
-def report(by: str = "study") -> pd.DataFrame:
-    """``validate training --published``: median / p90 |error| per ``by`` keys (or ``row``)."""
-    frame = scored()
+def report(by: str = "study", study: str | None = None) -> pd.DataFrame:
+    """``validate training --published``: median / p90 |error| per ``by`` keys (or ``row``);
+    ``study``: only the runs whose study or source contains this text (any case). Both are
+    checked before any run is scored (scoring every run takes minutes)."""
+    keys = [] if by == "row" else [k.strip() for k in by.split(",") if k.strip() and k.strip() != "all"]
+    listed = rows()
+    unknown = [k for k in keys if k not in {*listed.columns, *KEYS}]
+    if unknown:
+        raise PerfmodelError(f"--by {unknown[0]!r}: not a column (use row, or some of {', '.join(KEYS)})")
+    subset = None
+    if study is not None:
+        names = listed["source"].map(_study)
+        match = listed["scored"] & (names.str.contains(study, case=False, regex=False)
+                                    | listed["source"].str.contains(study, case=False, regex=False))
+        if not match.any():
+            raise PerfmodelError(f"--study {study!r}: no scored run's study or source contains it "
+                                 f"(studies: {', '.join(sorted(names[listed['scored']].unique()))})")
+        subset = listed.loc[match, "row"].tolist()
+    frame = scored(subset)
     if by == "row":
         return frame[["row", "study", "metric", "measured", "predicted", "flop_convention", "measured_tokens_per_s_per_gpu",
                       "predicted_tokens_per_s_per_gpu", "error", "loso_error", "model", "gpu", "n_gpus", "tp", "pp", "dp",
                       "ep", "cp", "global_batch", "seq", "reason"]].reset_index(drop=True)
-    keys = [k.strip() for k in by.split(",") if k.strip() and k.strip() != "all"]
-    unknown = [k for k in keys if k not in frame]
-    if unknown:
-        raise PerfmodelError(f"--by {unknown[0]!r}: not a column (use row, or some of {', '.join(KEYS)})")
     ok = frame[frame["reason"] == ""]
     grouped = ok.assign(all="all").groupby(keys or ["all"], dropna=False)
     out = grouped.size().rename("rows").to_frame()

@@ -67,6 +67,9 @@ CASES = [
     ("batch-zero", ["kv-cache", "--model", "llama-3-8b", "--context", "1k", "--batch", "0"], ["--batch"]),
     ("set-without-equals", ["params", "--model", "llama-3-8b", "--set", "hidden_size"], ["--set", "hidden_size"]),
     ("unknown-quantity", ["formula", "flopz", "--model", "llama-3-8b"], ["flopz"]),
+    # refused before any run is scored (scoring every run takes minutes)
+    ("training-unknown-study", ["validate", "training", "--published", "--study", "nosuch"], ["--study", "nosuch", "MLCommons MLPerf"]),
+    ("training-unknown-by", ["validate", "training", "--published", "--by", "bogus"], ["--by", "bogus"]),
 ]
 
 
