@@ -3,8 +3,8 @@ looked up by key, alias or name, plus user accelerator files (JSON or YAML).
 
 ``data/gpu-specs.csv`` is the research table, copied unchanged from ``shared/data/``;
 ``data/gpu-specs-added.csv`` holds rows researched in this repository (same columns, each
-with its source; not in the shared table); ``data/catalog-keys.csv`` adds per row the key, aliases, memory-capacity rule and efficiency defaults, each with
-its reason. Unit rules, applied only in :func:`_row_to_accelerator`:
+with its source; not in the shared table); ``data/catalog-keys.csv`` adds per row the key,
+aliases, memory-capacity rule and efficiency defaults, each with its reason. Unit rules, applied only in :func:`_row_to_accelerator`:
 
 - peaks: CSV TFLOP/s (TOP/s for int8), dense, -> exact integer FLOP/s (x 10**12 on the
   decimal string, never a float product); a blank cell is no peak, never a guess.
